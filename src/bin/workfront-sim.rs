@@ -1,0 +1,84 @@
+//! `workfront-sim`: a local simulator of the Workfront endpoints offboard uses. See `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use offboard::sim::{parse_users, sample_users, Sim, SimConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "workfront-sim",
+    version,
+    about = "A local simulator of the Adobe Workfront user endpoints, for demos and tests."
+)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    bind: SocketAddr,
+    /// JSON array of USER objects (default: built-in sample users).
+    #[arg(long)]
+    users: Option<PathBuf>,
+    /// Delay added to every Workfront request, e.g. 50ms.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    latency: Duration,
+    /// Concurrent requests admitted; more are answered 429 as Workfront does.
+    #[arg(long, default_value_t = 10)]
+    max_concurrency: usize,
+    /// Probability (0..1) that a request fails with 500.
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// Require this API key (header apiKey or ?apiKey=).
+    #[arg(long, env = "WORKFRONT_SIM_API_KEY")]
+    api_key: Option<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    offboard::config::parse_duration(s)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if !(0.0..=1.0).contains(&args.fail_rate) {
+        eprintln!("workfront-sim: --fail-rate must be between 0 and 1");
+        return ExitCode::from(2);
+    }
+    let users = match &args.users {
+        None => sample_users(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_users(&t))
+        {
+            Ok(u) => u,
+            Err(e) => {
+                eprintln!("workfront-sim: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let config = SimConfig {
+        latency: args.latency,
+        max_concurrency: args.max_concurrency.max(1),
+        fail_rate: args.fail_rate,
+        api_key: args.api_key,
+        users,
+    };
+    let count = config.users.len();
+    match Sim::new(config).serve(args.bind).await {
+        Ok(running) => {
+            eprintln!(
+                "workfront-sim listening on {} with {count} users",
+                running.base_url()
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("workfront-sim: cannot listen on {}: {e}", args.bind);
+            ExitCode::FAILURE
+        }
+    }
+}

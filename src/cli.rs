@@ -1,0 +1,246 @@
+//! The small commands: `check-config`, `healthcheck`, `migrate`, `sign`.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use base64::Engine;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+
+use crate::config::{Settings, SourceAuth, WorkfrontAuth};
+use crate::sources::signature;
+use crate::store::Store;
+
+/// Exit code for an invalid configuration.
+pub const EXIT_CONFIG: u8 = 2;
+
+pub fn load_or_exit(file: Option<&Path>) -> Result<Settings, ExitCode> {
+    Settings::load(file).map_err(|e| {
+        eprintln!("offboard: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// The effective settings with every secret redacted, as `check-config` prints them.
+pub fn effective(s: &Settings) -> Value {
+    let secret_state = |set: bool| if set { "[redacted]" } else { "" };
+    let wf_auth = match &s.workfront.auth {
+        WorkfrontAuth::ApiKey { key, in_query } => json!({
+            "auth": "api_key", "api_key": secret_state(!key.expose_secret().is_empty()),
+            "api_key_in": if *in_query { "query" } else { "header" },
+        }),
+    };
+    let sources: serde_json::Map<String, Value> = s
+        .sources
+        .iter()
+        .map(|(name, src)| {
+            let auth = match &src.auth {
+                SourceAuth::Signature { keys } => json!({"auth": "signature", "secrets": vec!["[redacted]"; keys.len()]}),
+                SourceAuth::Bearer { .. } => json!({"auth": "bearer", "token": "[redacted]"}),
+                SourceAuth::Basic { username, .. } => json!({"auth": "basic", "username": username, "password": "[redacted]"}),
+            };
+            let mut v = json!({"kind": src.kind.as_str(), "tolerance": fmt_duration(src.tolerance), "url_path": format!("/webhooks/{name}")});
+            merge(&mut v, auth);
+            (name.clone(), v)
+        })
+        .collect();
+    let mut workfront = json!({
+        "base_url": s.workfront.base_url.as_str(), "api_version": s.workfront.api_version,
+        "max_concurrency": s.workfront.max_concurrency,
+        "connect_timeout": fmt_duration(s.workfront.connect_timeout), "request_timeout": fmt_duration(s.workfront.request_timeout),
+    });
+    merge(&mut workfront, wf_auth);
+    json!({
+        "server": {"bind": s.server.bind.to_string(), "max_body_bytes": s.server.max_body_bytes, "request_timeout": fmt_duration(s.server.request_timeout)},
+        "database": {"url": s.database.redacted_url()},
+        "workfront": workfront,
+        "matching": {"order": s.matching.order.iter().map(|i| i.as_str()).collect::<Vec<_>>(), "employee_id_field": s.matching.employee_id_field},
+        "retry": {"schedule": s.retry.schedule().iter().map(|d| fmt_duration(*d)).collect::<Vec<_>>(), "max_attempts": s.retry.max_attempts()},
+        "lifecycle": {"timezone": s.lifecycle.timezone_name, "date_only_means": format!("{:?}", s.lifecycle.date_only_means),
+            "reactivate_on_rehire": s.lifecycle.reactivate_on_rehire, "reactivate_on_cancel": s.lifecycle.reactivate_on_cancel,
+            "reactivation_access_level_id": s.lifecycle.reactivation_access_level_id},
+        "safety": {"dry_run": s.safety.dry_run, "require_approval": s.safety.require_approval, "protect_admins": s.safety.protect_admins,
+            "protected": s.safety.protected, "brake_max": s.safety.brake_max, "brake_window": fmt_duration(s.safety.brake_window)},
+        "admin": {"token": secret_state(s.admin.token.is_some()), "enabled": s.admin.token.is_some()},
+        "notify": {"webhook_url": s.notify.webhook_url.as_ref().map(|u| u.as_str())},
+        "retention": {"payload_days": s.retention.payload_days, "audit_days": s.retention.audit_days},
+        "log": {"format": format!("{:?}", s.log.format).to_lowercase(), "pii": s.log.pii, "level": s.log.level},
+        "worker": {"poll_interval": fmt_duration(s.worker.poll_interval), "lease": fmt_duration(s.worker.lease),
+            "auth_probe_interval": fmt_duration(s.worker.auth_probe_interval)},
+        "sources": sources,
+    })
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, from) {
+        a.extend(b);
+    }
+}
+
+fn fmt_duration(d: std::time::Duration) -> String {
+    format!(
+        "{:#}",
+        jiff::SignedDuration::try_from(d).unwrap_or_default()
+    )
+}
+
+pub async fn check_config(file: Option<&Path>, connect: bool) -> ExitCode {
+    let settings = match load_or_exit(file) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&effective(&settings)).unwrap_or_default()
+    );
+    if settings.sources.is_empty() {
+        eprintln!("warning: no [sources.<name>] is configured; every delivery will be answered 404 unknown_source");
+    }
+    if settings.admin.token.is_none() {
+        eprintln!("note: admin.token is empty; the admin API answers 403");
+    }
+    if !connect {
+        eprintln!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    let client = match crate::workfront::Client::new(&settings.workfront) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot build the Workfront client: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let call = client.probe().await;
+    match call.result {
+        Ok(()) => {
+            eprintln!(
+                "configuration is valid; Workfront answered {} in {} ms",
+                call.exchange.request, call.exchange.millis
+            );
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            eprintln!(
+                "configuration is valid, but the Workfront check failed: {}",
+                f.message()
+            );
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+pub async fn migrate(file: Option<&Path>) -> ExitCode {
+    let settings = match load_or_exit(file) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let result = async {
+        let store = Store::connect(&settings.database.url).await?;
+        store.migrate().await?;
+        store.close().await;
+        Ok::<_, crate::store::StoreError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            eprintln!("migrations applied to {}", settings.database.redacted_url());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("offboard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub async fn healthcheck(url: &str) -> ExitCode {
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+    {
+        Ok(c) => c,
+        Err(_) => return ExitCode::FAILURE,
+    };
+    match client.get(url).send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("{url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The headers source `name` expects for `body`, one `Name: value` per line.
+pub fn sign_headers(
+    settings: &Settings,
+    name: &str,
+    body: &[u8],
+    now: jiff::Timestamp,
+) -> Result<Vec<(String, String)>, String> {
+    let src = settings.sources.get(name).ok_or_else(|| {
+        let known: Vec<&str> = settings.sources.keys().map(String::as_str).collect();
+        format!(
+            "no source named {name:?} is configured (configured: {})",
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        )
+    })?;
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    match &src.auth {
+        SourceAuth::Signature { keys } => {
+            let id = crate::domain::new_id("msg");
+            let ts = now.as_second().to_string();
+            let sig = signature::sign(keys[0].expose_secret(), &id, &ts, body);
+            headers.push(("webhook-id".into(), id));
+            headers.push(("webhook-timestamp".into(), ts));
+            headers.push(("webhook-signature".into(), sig));
+        }
+        SourceAuth::Bearer { token } => headers.push((
+            "Authorization".into(),
+            format!("Bearer {}", token.expose_secret()),
+        )),
+        SourceAuth::Basic { username, password } => {
+            let pair = format!("{username}:{}", password.expose_secret());
+            headers.push((
+                "Authorization".into(),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ),
+            ));
+        }
+    }
+    Ok(headers)
+}
+
+pub fn sign(file: Option<&Path>, source: &str) -> ExitCode {
+    let settings = match load_or_exit(file) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut body = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut body) {
+        eprintln!("offboard: cannot read the body from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    match sign_headers(&settings, source, &body, jiff::Timestamp::now()) {
+        Ok(headers) => {
+            for (k, v) in headers {
+                println!("{k}: {v}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("offboard: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (the database is reachable and migrated;
+//! `degraded` while Workfront refuses our credentials: intake still works, writes wait).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use super::AppState;
+
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    let auth = if app.health.auth_failing() {
+        "failing"
+    } else {
+        "ok"
+    };
+    match app.store.ready().await {
+        Ok(()) => {
+            let status = if app.health.auth_failing() {
+                "degraded"
+            } else {
+                "ready"
+            };
+            (
+                StatusCode::OK,
+                Json(json!({"status": status, "database": "ok", "workfront_auth": auth})),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(
+                    json!({"status": "unavailable", "database": "unavailable", "workfront_auth": auth}),
+                ),
+            )
+        }
+    }
+}

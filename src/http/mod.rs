@@ -1,0 +1,86 @@
+//! HTTP: routes, the request-id/timeout middleware, and the handlers.
+//!
+//! | route | module |
+//! |---|---|
+//! | `POST /webhooks/{source}` | [`webhooks`] |
+//! | `/admin/v1/...` | [`admin`] |
+//! | `GET /healthz`, `GET /readyz` | [`health`] |
+//!
+//! Handlers are thin: verify, parse, store in one transaction, answer. None calls Workfront.
+
+pub mod admin;
+pub mod error;
+pub mod health;
+pub mod webhooks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use crate::config::Settings;
+use crate::store::Store;
+use crate::worker::Health;
+pub use error::ApiError;
+
+/// Cheap handles shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    /// Wakes the worker when new work is stored.
+    pub wake: Arc<Notify>,
+    pub health: Arc<Health>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let timeout = state.settings.server.request_timeout;
+    Router::new()
+        .route("/webhooks/{source}", post(webhooks::receive))
+        .route("/admin/v1/actions", get(admin::list).post(admin::create))
+        .route("/admin/v1/actions/{id}", get(admin::show))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(state.settings.server.max_body_bytes))
+        .layer(middleware::from_fn_with_state(timeout, request_context))
+        .with_state(state)
+}
+
+/// Gives every request an id (echoed as `x-request-id`, used in error bodies and logs), a span,
+/// and a deadline. A request cut off by the deadline stored nothing: its transaction is dropped.
+async fn request_context(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    let id = crate::domain::new_id("req");
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
+    let work = async move {
+        let started = std::time::Instant::now();
+        let mut resp = match tokio::time::timeout(timeout, next.run(req)).await {
+            Ok(resp) => resp,
+            Err(_) => ApiError::Timeout.into_response(),
+        };
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            millis = started.elapsed().as_millis() as u64,
+            "answered"
+        );
+        if let Ok(v) = HeaderValue::from_str(&error::current_request_id()) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        resp
+    };
+    error::REQUEST_ID.scope(id, work.instrument(span)).await
+}

@@ -1,0 +1,91 @@
+//! `POST /webhooks/{source}`: authenticate, parse, store in one transaction, then answer.
+//!
+//! Order of checks: unknown source (404), body size (413), authentication (401), content type
+//! (415), parsing (400/422). Nothing is stored for a rejected delivery. The worker is woken after
+//! the commit; Workfront is never called from here.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::error::current_request_id;
+use super::{ApiError, AppState};
+use crate::intake::{self, Incoming};
+use crate::sources::{self, Parsed};
+use crate::store::Ingested;
+
+pub async fn receive(
+    State(app): State<AppState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let src = app
+        .settings
+        .sources
+        .get(&source)
+        .ok_or_else(|| ApiError::UnknownSource(source.clone()))?;
+    let body = body.map_err(|r| body_error(r, app.settings.server.max_body_bytes))?;
+    let now = jiff::Timestamp::now();
+    tracing::info!(source = %source, bytes = body.len(), "delivery received");
+
+    let auth = sources::authenticate(src, &headers, &body, now).inspect_err(|e| {
+        tracing::warn!(source = %source, error = ?e, "delivery refused: authentication");
+    })?;
+    tracing::info!(source = %source, delivery_key = auth.delivery_id.as_deref().unwrap_or("-"), "delivery authenticated");
+    sources::check_content_type(src.kind, &headers)?;
+    let events = match sources::parse(src.kind, &body, now).inspect_err(|e| {
+        tracing::warn!(source = %source, error = ?e, "delivery refused: content");
+    })? {
+        Parsed::Ignored(reason) => {
+            tracing::info!(source = %source, reason = %reason, "delivery ignored");
+            return Ok((
+                StatusCode::OK,
+                Json(json!({"status": "ignored", "reason": reason})),
+            )
+                .into_response());
+        }
+        Parsed::Events(events) => events,
+    };
+    let incoming = Incoming {
+        source: &source,
+        dedupe_key: sources::dedupe_key(&auth, &body),
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body: &body,
+        request_id: Some(current_request_id()),
+        received_at: now,
+    };
+    match intake::store(&app.store, &app.settings, incoming, &events).await? {
+        Ingested::Stored {
+            delivery_id,
+            action_ids,
+        } => {
+            tracing::info!(source = %source, delivery_id = %delivery_id, actions = ?action_ids, events = events.len(), "delivery stored");
+            app.wake.notify_one();
+            Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted", "delivery_id": delivery_id, "actions": action_ids}))).into_response())
+        }
+        Ingested::Duplicate { delivery_id } => {
+            tracing::info!(source = %source, delivery_id = %delivery_id, "duplicate delivery; nothing stored");
+            Ok((
+                StatusCode::OK,
+                Json(json!({"status": "duplicate", "delivery_id": delivery_id})),
+            )
+                .into_response())
+        }
+    }
+}
+
+fn body_error(r: BytesRejection, limit: usize) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(limit)
+    } else {
+        ApiError::MalformedPayload(format!("the body could not be read: {r}"))
+    }
+}

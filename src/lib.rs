@@ -1,0 +1,148 @@
+//! offboard: HR termination webhooks in, deactivated Adobe Workfront users out.
+//!
+//! The flow, and where each part lives:
+//! 1. [`http::webhooks`] authenticates a delivery ([`sources`]), parses it into [`domain`] events,
+//!    and [`intake`] stores delivery, events and actions in one transaction ([`store`]).
+//! 2. The [`worker`] claims due actions with a lease and runs each through its pipeline: find the
+//!    user ([`workfront`]), check [`safety`], write, verify, retry per policy; every step lands in
+//!    the audit trail.
+//! 3. Operators look and steer through [`http::admin`]; [`sim`] stands in for Workfront.
+//!
+//! [`Application::build`] wires it all for `main`, the demo and the tests.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod intake;
+pub mod safety;
+pub mod sim;
+pub mod sources;
+pub mod store;
+pub mod telemetry;
+pub mod worker;
+pub mod workfront;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::store::Store;
+use crate::worker::{Health, Worker};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A running service: HTTP server and worker over one store.
+pub struct Application {
+    addr: SocketAddr,
+    store: Store,
+    cancel: CancellationToken,
+    server: JoinHandle<()>,
+    worker: JoinHandle<()>,
+}
+
+impl Application {
+    /// Connects and migrates the store, binds `server.bind` (port 0 picks a free port) and
+    /// starts the server and the worker.
+    pub async fn build(settings: Settings) -> Result<Application, BoxError> {
+        let settings = Arc::new(settings);
+        let store = Store::connect(&settings.database.url).await?;
+        store.migrate().await?;
+        let client = workfront::Client::new(&settings.workfront)?;
+        let listener = tokio::net::TcpListener::bind(settings.server.bind)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot listen on {} (server.bind): {e}",
+                    settings.server.bind
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let wake = Arc::new(Notify::new());
+        let health = Arc::new(Health::default());
+        let state = http::AppState {
+            store: store.clone(),
+            settings: settings.clone(),
+            wake: wake.clone(),
+            health: health.clone(),
+        };
+        let app = http::router(state);
+        let stop = cancel.clone();
+        let server = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        let worker = Worker::new(store.clone(), client, settings.clone(), health, wake);
+        let worker = tokio::spawn(worker.run(cancel.clone()));
+        tracing::info!(%addr, database = %settings.database.redacted_url(), sources = settings.sources.len(), "offboard is listening");
+        Ok(Application {
+            addr,
+            store,
+            cancel,
+            server,
+            worker,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Graceful stop: no new requests, in-flight Workfront calls finish (bounded), leases given
+    /// back.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.server.await;
+        let _ = self.worker.await;
+        self.store.close().await;
+    }
+
+    /// Stops at once without any clean-up, as a crash would (tests of restart safety).
+    pub fn abort(self) {
+        self.server.abort();
+        self.worker.abort();
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops gracefully.
+    pub async fn run_until_signal(self) {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        self.stop().await;
+        tracing::info!("stopped");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

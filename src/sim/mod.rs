@@ -1,0 +1,197 @@
+//! `workfront-sim`: a local stand-in for the Workfront endpoints offboard uses.
+//!
+//! It answers `GET user/search`, `GET user/{ID}` and `PUT user/{ID}` under
+//! `/attask/api/{version}/` the way `reference/workfront-api.md` describes Workfront: filters with
+//! `_Mod` modifiers (`eq`, `ne`, `cieq`, `cine`, `contains`, `cicontains`, `isnull`, `notnull`),
+//! custom fields as `DE:<label>` (held in a user's `parameterValues`), `fields=` projection,
+//! `$$LIMIT`/`$$FIRST`, `updates=` (query or JSON body), errors as `{"error":{"class","message"}}`,
+//! 401 for a wrong `apiKey` (header or query), and 429 beyond a cap on concurrent requests, which
+//! is how Workfront throttles.
+//!
+//! For tests and demos it adds latency, random failures (`fail_rate`), scripted faults
+//! (`POST /__sim/faults`), a request log (`GET /__sim/requests`) and the users (`GET /__sim/users`).
+
+mod handlers;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Sample users for the demo and quick trials.
+pub const SAMPLE_USERS: &str = include_str!("sample-users.json");
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub latency: Duration,
+    pub max_concurrency: usize,
+    /// Probability in [0, 1] that a Workfront request fails with 500.
+    pub fail_rate: f64,
+    pub api_key: Option<String>,
+    pub users: Vec<Map<String, Value>>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            latency: Duration::ZERO,
+            max_concurrency: 10,
+            fail_rate: 0.0,
+            api_key: None,
+            users: sample_users(),
+        }
+    }
+}
+
+pub fn sample_users() -> Vec<Map<String, Value>> {
+    serde_json::from_str(SAMPLE_USERS).expect("the embedded sample users are valid JSON")
+}
+
+/// Parses a users file: a JSON array of USER objects, each with at least an `ID`.
+pub fn parse_users(text: &str) -> Result<Vec<Map<String, Value>>, String> {
+    let users: Vec<Map<String, Value>> = serde_json::from_str(text)
+        .map_err(|e| format!("users file must be a JSON array of objects: {e}"))?;
+    for (i, u) in users.iter().enumerate() {
+        if !u.get("ID").is_some_and(Value::is_string) {
+            return Err(format!("user #{i} has no string \"ID\""));
+        }
+    }
+    Ok(users)
+}
+
+/// A fault to inject into the next matching Workfront requests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Fault {
+    /// HTTP status to answer.
+    pub status: u16,
+    /// How many requests it applies to.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Only requests of this method (GET, PUT); all when absent.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Error class for the body (`{"error":{"class",..}}`).
+    #[serde(default)]
+    pub class: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Apply the write, then drop the answer (simulates an answer lost in transit, answered 504).
+    #[serde(default)]
+    pub apply_then_fail: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One request as logged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoggedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    pub at: String,
+    /// Concurrent Workfront requests in flight when this one was admitted.
+    pub in_flight: usize,
+}
+
+pub struct SimState {
+    pub(crate) users: Mutex<Vec<Map<String, Value>>>,
+    pub(crate) log: Mutex<Vec<LoggedRequest>>,
+    pub(crate) faults: Mutex<VecDeque<Fault>>,
+    pub(crate) api_key: Mutex<Option<String>>,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) max_in_flight: AtomicUsize,
+    pub(crate) config: SimConfig,
+}
+
+/// A handle on a simulator's state (shared with its server).
+#[derive(Clone)]
+pub struct Sim {
+    pub(crate) state: Arc<SimState>,
+}
+
+impl Sim {
+    pub fn new(config: SimConfig) -> Sim {
+        Sim {
+            state: Arc::new(SimState {
+                users: Mutex::new(config.users.clone()),
+                log: Mutex::new(Vec::new()),
+                faults: Mutex::new(VecDeque::new()),
+                api_key: Mutex::new(config.api_key.clone()),
+                in_flight: AtomicUsize::new(0),
+                max_in_flight: AtomicUsize::new(0),
+                config,
+            }),
+        }
+    }
+
+    pub fn router(&self) -> axum::Router {
+        handlers::router(self.state.clone())
+    }
+
+    /// Binds `addr` and serves until the task is dropped or aborted.
+    pub async fn serve(self, addr: SocketAddr) -> std::io::Result<RunningSim> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let app = self.router();
+        let handle = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(RunningSim {
+            addr,
+            sim: self,
+            handle,
+        })
+    }
+
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    pub fn users(&self) -> Vec<Map<String, Value>> {
+        self.state.users.lock().unwrap().clone()
+    }
+
+    pub fn user(&self, id: &str) -> Option<Map<String, Value>> {
+        self.users()
+            .into_iter()
+            .find(|u| u.get("ID").and_then(Value::as_str) == Some(id))
+    }
+
+    pub fn push_fault(&self, fault: Fault) {
+        self.state.faults.lock().unwrap().push_back(fault);
+    }
+
+    pub fn set_api_key(&self, key: Option<String>) {
+        *self.state.api_key.lock().unwrap() = key;
+    }
+
+    /// The most Workfront requests that were ever admitted at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+pub struct RunningSim {
+    pub addr: SocketAddr,
+    pub sim: Sim,
+    pub handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSim {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}

@@ -1,0 +1,435 @@
+//! Queries on deliveries, actions, events and the audit trail.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::models::*;
+use super::{from_ms, Backend, Store, StoreError};
+use crate::domain::{ActionKind, Reason, Status};
+
+const ACTION_COLS: &str = "id, kind, status, reason, due_at, run_at, created_at, updated_at, source, \
+    employee_id, email, employee_name, wf_user_id, wf_user_name, wf_user_email, candidates, attempts, \
+    write_sent, lease_owner, prev_owner, last_error, done_at";
+
+/// A change to an action made by the worker that holds its lease. `None` leaves a column alone.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    pub status: Option<Status>,
+    /// `Some(None)` clears the reason.
+    pub reason: Option<Option<Reason>>,
+    pub run_at: Option<i64>,
+    /// Overrides the attempt counter (an attempt that Workfront refused for credentials is given back).
+    pub attempts: Option<u32>,
+    pub write_sent: Option<bool>,
+    pub user: Option<WfUserRef>,
+    pub candidates: Option<Vec<WfUserRef>>,
+    pub last_error: Option<Option<String>>,
+    /// Give the lease back (any status but `in_progress`).
+    pub release: bool,
+    pub done: bool,
+}
+
+/// Filters of `GET /admin/v1/actions`.
+#[derive(Debug, Clone, Default)]
+pub struct ActionFilter {
+    pub status: Option<Status>,
+    pub reason: Option<Reason>,
+    pub source: Option<String>,
+    /// Matches the employee id exactly or the email case-insensitively.
+    pub employee: Option<String>,
+    /// Only actions older than this id (the previous page's last id).
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+impl Store {
+    /// Stores a delivery with its events and their actions in one transaction. A delivery whose
+    /// dedupe key is already stored is a duplicate and stores nothing.
+    pub async fn ingest(
+        &self,
+        delivery: &NewDelivery,
+        events: &[NewEvent],
+    ) -> Result<Ingested, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The insert comes first so that a SQLite transaction takes the write lock at once.
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (id, source, dedupe_key, received_at, content_type, body, body_sha256, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id",
+        )
+        .bind(&delivery.id)
+        .bind(&delivery.source)
+        .bind(&delivery.dedupe_key)
+        .bind(delivery.received_at)
+        .bind(&delivery.content_type)
+        .bind(&delivery.body)
+        .bind(&delivery.body_sha256)
+        .bind(&delivery.request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            let existing: String =
+                sqlx::query("SELECT id FROM deliveries WHERE source = $1 AND dedupe_key = $2")
+                    .bind(&delivery.source)
+                    .bind(&delivery.dedupe_key)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("id")?;
+            tx.rollback().await?;
+            return Ok(Ingested::Duplicate {
+                delivery_id: existing,
+            });
+        }
+        let mut action_ids = Vec::new();
+        for ev in events {
+            if let Some(a) = &ev.action {
+                insert_action(&mut tx, a, delivery, ev).await?;
+                action_ids.push(a.id.clone());
+            }
+            sqlx::query(
+                "INSERT INTO events (id, delivery_id, action_id, type, sender_type, employee_id, email, name, effective_at, occurred_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&ev.id)
+            .bind(&delivery.id)
+            .bind(ev.action.as_ref().map(|a| a.id.clone()))
+            .bind(&ev.kind)
+            .bind(&ev.sender_type)
+            .bind(&ev.employee_id)
+            .bind(&ev.email)
+            .bind(&ev.name)
+            .bind(&ev.effective_at)
+            .bind(ev.occurred_at)
+            .bind(delivery.received_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Ingested::Stored {
+            delivery_id: delivery.id.clone(),
+            action_ids,
+        })
+    }
+
+    /// Claims up to `limit` actions that are due (or whose lease expired) for `owner`.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE actions SET status = 'in_progress', prev_owner = lease_owner, lease_owner = $1, lease_until = $2, \
+             updated_at = $3, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM actions WHERE ((status IN ('scheduled', 'pending') AND run_at <= $3) \
+             OR (status = 'in_progress' AND lease_until < $3)) ORDER BY run_at LIMIT $4{lock}) \
+             RETURNING {ACTION_COLS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(action_from_row).collect()
+    }
+
+    /// Applies `update` and appends `audit` in one transaction, if `owner` still holds the lease.
+    /// Returns false when the lease was lost (another worker took the action over).
+    pub async fn record(
+        &self,
+        id: &str,
+        owner: &str,
+        update: &Update,
+        audit: &[AuditEntry],
+    ) -> Result<bool, StoreError> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let mut tx = self.pool.begin().await?;
+        let candidates = update
+            .candidates
+            .as_ref()
+            .map(|c| serde_json::to_string(c).unwrap_or_default());
+        let changed = sqlx::query(
+            "UPDATE actions SET \
+               status = COALESCE($3, status), \
+               reason = CASE WHEN $4 = 1 THEN $5 ELSE reason END, \
+               run_at = COALESCE($6, run_at), \
+               write_sent = COALESCE($7, write_sent), \
+               wf_user_id = COALESCE($8, wf_user_id), \
+               wf_user_name = CASE WHEN $8 IS NULL THEN wf_user_name ELSE $9 END, \
+               wf_user_email = CASE WHEN $8 IS NULL THEN wf_user_email ELSE $10 END, \
+               candidates = COALESCE($11, candidates), \
+               last_error = CASE WHEN $12 = 1 THEN $13 ELSE last_error END, \
+               lease_owner = CASE WHEN $14 = 1 THEN NULL ELSE lease_owner END, \
+               lease_until = CASE WHEN $14 = 1 THEN NULL ELSE lease_until END, \
+               done_at = CASE WHEN $15 = 1 THEN $16 ELSE done_at END, \
+               attempts = COALESCE($17, attempts), \
+               updated_at = $16 \
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(update.status.map(|s| s.as_str()))
+        .bind(update.reason.is_some() as i64)
+        .bind(update.reason.flatten().map(|r| r.as_str()))
+        .bind(update.run_at)
+        .bind(update.write_sent.map(|w| w as i64))
+        .bind(update.user.as_ref().map(|u| u.id.clone()))
+        .bind(update.user.as_ref().and_then(|u| u.name.clone()))
+        .bind(update.user.as_ref().and_then(|u| u.email.clone()))
+        .bind(candidates)
+        .bind(update.last_error.is_some() as i64)
+        .bind(update.last_error.clone().flatten())
+        .bind(update.release as i64)
+        .bind(update.done as i64)
+        .bind(now)
+        .bind(update.attempts.map(i64::from))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        append_audit(&mut tx, id, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Gives back every lease `owner` holds, so another worker may take those actions at once
+    /// (graceful shutdown). The actions become `pending` again.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let done = sqlx::query(
+            "UPDATE actions SET status = 'pending', lease_owner = NULL, lease_until = NULL, attempts = attempts - 1, \
+             updated_at = $2 WHERE lease_owner = $1 AND status = 'in_progress'",
+        )
+        .bind(owner)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The earliest time at which something becomes runnable, if anything waits.
+    pub async fn next_run_at(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(t) AS t FROM (SELECT MIN(run_at) AS t FROM actions WHERE status IN ('scheduled', 'pending') \
+             UNION ALL SELECT MIN(lease_until) AS t FROM actions WHERE status = 'in_progress') AS u",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>("t")?)
+    }
+
+    pub async fn get_action(&self, id: &str) -> Result<Option<ActionDetail>, StoreError> {
+        let sql = format!("SELECT {ACTION_COLS} FROM actions WHERE id = $1");
+        let Some(row) = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let action = action_from_row(&row)?;
+        let events = sqlx::query(
+            "SELECT e.id, e.delivery_id, e.type, e.sender_type, e.employee_id, e.email, e.name, e.effective_at, \
+             e.occurred_at, d.received_at FROM events e JOIN deliveries d ON d.id = e.delivery_id \
+             WHERE e.action_id = $1 ORDER BY e.occurred_at, e.id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(EventRecord {
+                id: r.try_get("id")?,
+                delivery_id: r.try_get("delivery_id")?,
+                kind: r.try_get("type")?,
+                sender_type: r.try_get("sender_type")?,
+                employee_id: r.try_get("employee_id")?,
+                email: r.try_get("email")?,
+                name: r.try_get("name")?,
+                effective_at: r.try_get("effective_at")?,
+                occurred_at: from_ms(r.try_get("occurred_at")?).to_string(),
+                received_at: from_ms(r.try_get("received_at")?).to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let audit =
+            sqlx::query("SELECT at, step, detail FROM audit WHERE action_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    let detail: String = r.try_get("detail")?;
+                    Ok(AuditEntry {
+                        at: from_ms(r.try_get("at")?).to_string(),
+                        step: r.try_get("step")?,
+                        detail: serde_json::from_str(&detail)
+                            .unwrap_or(serde_json::Value::String(detail)),
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Some(ActionDetail {
+            action,
+            events,
+            audit,
+        }))
+    }
+
+    /// Actions newest first, filtered; at most `filter.limit`.
+    pub async fn list_actions(
+        &self,
+        filter: &ActionFilter,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut binds: Vec<String> = Vec::new();
+        // Each `?` becomes the next numbered placeholder.
+        let mut push = |clause: &str, values: Vec<String>| {
+            let mut out = String::new();
+            let mut values = values.into_iter();
+            for (i, part) in clause.split('?').enumerate() {
+                if i > 0 {
+                    binds.push(values.next().unwrap_or_default());
+                    out.push_str(&format!("${}", binds.len()));
+                }
+                out.push_str(part);
+            }
+            clauses.push(out);
+        };
+        if let Some(s) = filter.status {
+            push("status = ?", vec![s.as_str().to_string()]);
+        }
+        if let Some(r) = filter.reason {
+            push("reason = ?", vec![r.as_str().to_string()]);
+        }
+        if let Some(s) = &filter.source {
+            push("source = ?", vec![s.clone()]);
+        }
+        if let Some(e) = &filter.employee {
+            push(
+                "(employee_id = ? OR LOWER(email) = ?)",
+                vec![e.clone(), e.to_lowercase()],
+            );
+        }
+        if let Some(c) = &filter.cursor {
+            push("id < ?", vec![c.clone()]);
+        }
+        let where_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {ACTION_COLS} FROM actions {where_sql} ORDER BY id DESC LIMIT {}",
+            filter.limit
+        );
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(action_from_row).collect()
+    }
+}
+
+async fn insert_action(
+    tx: &mut Transaction<'_, Any>,
+    a: &NewAction,
+    d: &NewDelivery,
+    ev: &NewEvent,
+) -> Result<(), StoreError> {
+    let terminal = a.status.is_terminal();
+    sqlx::query(
+        "INSERT INTO actions (id, kind, status, reason, due_at, run_at, created_at, updated_at, source, employee_id, email, employee_name, done_at) \
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&a.id)
+    .bind(a.kind.as_str())
+    .bind(a.status.as_str())
+    .bind(a.reason.map(|r| r.as_str()))
+    .bind(a.due_at)
+    .bind(d.received_at)
+    .bind(&d.source)
+    .bind(&ev.employee_id)
+    .bind(&ev.email)
+    .bind(&ev.name)
+    .bind(terminal.then_some(d.received_at))
+    .execute(&mut **tx)
+    .await?;
+    append_audit(tx, &a.id, std::slice::from_ref(&a.audit)).await
+}
+
+async fn append_audit(
+    tx: &mut Transaction<'_, Any>,
+    action_id: &str,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    for e in entries {
+        let at =
+            e.at.parse::<jiff::Timestamp>()
+                .map(|t| t.as_millisecond())
+                .unwrap_or_else(|_| jiff::Timestamp::now().as_millisecond());
+        sqlx::query("INSERT INTO audit (action_id, at, step, detail) VALUES ($1, $2, $3, $4)")
+            .bind(action_id)
+            .bind(at)
+            .bind(&e.step)
+            .bind(e.detail.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn action_from_row(r: &AnyRow) -> Result<ActionRecord, StoreError> {
+    let kind: String = r.try_get("kind")?;
+    let status: String = r.try_get("status")?;
+    let reason: Option<String> = r.try_get("reason")?;
+    let user_id: Option<String> = r.try_get("wf_user_id")?;
+    let candidates: Option<String> = r.try_get("candidates")?;
+    let corrupt = |what: &str, v: &str| {
+        StoreError::Unavailable(format!("stored {what} {v:?} is not known to this version"))
+    };
+    Ok(ActionRecord {
+        id: r.try_get("id")?,
+        kind: ActionKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        status: status.parse().map_err(|_| corrupt("status", &status))?,
+        reason: match reason {
+            Some(r) => Some(r.parse().map_err(|_| corrupt("reason", &r))?),
+            None => None,
+        },
+        due_at: r.try_get("due_at")?,
+        run_at: r.try_get("run_at")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        source: r.try_get("source")?,
+        employee_id: r.try_get("employee_id")?,
+        email: r.try_get("email")?,
+        employee_name: r.try_get("employee_name")?,
+        user: user_id
+            .map(|id| {
+                Ok::<_, sqlx::Error>(WfUserRef {
+                    id,
+                    name: r.try_get("wf_user_name")?,
+                    email: r.try_get("wf_user_email")?,
+                })
+            })
+            .transpose()?,
+        candidates: candidates
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or_default(),
+        attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
+        write_sent: r.try_get::<i64, _>("write_sent")? != 0,
+        lease_owner: r.try_get("lease_owner")?,
+        prev_owner: r.try_get("prev_owner")?,
+        last_error: r.try_get("last_error")?,
+        done_at: r.try_get("done_at")?,
+    })
+}

@@ -1,0 +1,137 @@
+//! The durable queue and the audit trail.
+//!
+//! One interface, [`Store`], over SQLite (default, one replica) and PostgreSQL (several replicas).
+//! It speaks through sqlx's `Any` driver, so every query is written once; the few places where
+//! the dialects differ (claiming with `FOR UPDATE SKIP LOCKED`, the audit id column) branch on
+//! [`Backend`]. Times are integer milliseconds since the epoch on both backends.
+//!
+//! The queue *is* the `actions` table: a webhook stores delivery, events and actions in one
+//! transaction ([`Store::ingest`]); workers claim due rows with a lease ([`Store::claim_due`]) and
+//! every later change is a guarded update that also appends to the audit trail in the same
+//! transaction ([`Store::record`]). A worker that died leaves its lease to expire; the next claim
+//! takes the row again.
+
+mod actions;
+mod migrations;
+mod models;
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+
+pub use actions::{ActionFilter, Update};
+pub use models::{
+    ActionDetail, ActionRecord, AuditEntry, EventRecord, Ingested, NewAction, NewDelivery,
+    NewEvent, WfUserRef,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A store failure. `Unavailable` means the database could not be reached or answered with an
+/// error: callers answer 503 so senders retry.
+#[derive(Debug)]
+pub enum StoreError {
+    Unavailable(String),
+    Migration(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
+            StoreError::Migration(m) => write!(f, "database migration failed: {m}"),
+        }
+    }
+}
+impl std::error::Error for StoreError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if missing, in WAL mode with full fsync on commit).
+    pub async fn connect(url: &SecretString) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let raw = url.expose_secret();
+        let (backend, url) = if raw.starts_with("sqlite:") {
+            let with_mode = if raw.contains("mode=") {
+                raw.to_string()
+            } else if raw.contains('?') {
+                format!("{raw}&mode=rwc")
+            } else {
+                format!("{raw}?mode=rwc")
+            };
+            (Backend::Sqlite, with_mode)
+        } else {
+            (Backend::Postgres, raw.to_string())
+        };
+        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        let pool = match backend {
+            // SQLite has one writer at a time; one connection serialises our short transactions
+            // without "database is locked" errors and keeps memory small.
+            Backend::Sqlite => {
+                options
+                    .max_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                            conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => options.max_connections(8).connect(&url).await?,
+        };
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies the migrations of this backend.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrations::run(&self.pool, self.backend).await
+    }
+
+    /// True when the database answers and is migrated.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT COUNT(*) FROM actions WHERE 1 = 0")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn to_ms(t: jiff::Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+pub fn from_ms(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}

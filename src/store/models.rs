@@ -1,0 +1,134 @@
+//! Rows as the rest of the service sees them.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::{ActionKind, Reason, Status};
+
+/// A delivery about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub source: String,
+    pub dedupe_key: String,
+    pub received_at: i64,
+    pub content_type: Option<String>,
+    pub body: String,
+    pub body_sha256: String,
+    pub request_id: Option<String>,
+}
+
+/// An event about to be stored, with the action it causes (if any).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub kind: String,
+    pub sender_type: String,
+    pub employee_id: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub effective_at: Option<String>,
+    pub occurred_at: i64,
+    pub action: Option<NewAction>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAction {
+    pub id: String,
+    pub kind: ActionKind,
+    pub status: Status,
+    pub reason: Option<Reason>,
+    pub due_at: i64,
+    /// The first audit entry (what created it).
+    pub audit: AuditEntry,
+}
+
+/// What [`super::Store::ingest`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    Stored {
+        delivery_id: String,
+        action_ids: Vec<String>,
+    },
+    Duplicate {
+        delivery_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct WfUserRef {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "emailAddr", default)]
+    pub email: Option<String>,
+}
+
+/// One step in an action's audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    /// RFC 3339.
+    pub at: String,
+    pub step: String,
+    pub detail: Value,
+}
+
+impl AuditEntry {
+    pub fn now(step: &str, detail: Value) -> Self {
+        AuditEntry {
+            at: jiff::Timestamp::now().to_string(),
+            step: step.to_string(),
+            detail,
+        }
+    }
+}
+
+/// An action as stored.
+#[derive(Debug, Clone)]
+pub struct ActionRecord {
+    pub id: String,
+    pub kind: ActionKind,
+    pub status: Status,
+    pub reason: Option<Reason>,
+    pub due_at: i64,
+    pub run_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub source: String,
+    pub employee_id: Option<String>,
+    pub email: Option<String>,
+    pub employee_name: Option<String>,
+    pub user: Option<WfUserRef>,
+    pub candidates: Vec<WfUserRef>,
+    pub attempts: u32,
+    pub write_sent: bool,
+    pub lease_owner: Option<String>,
+    /// The lease owner found when this row was last claimed: set means the previous worker died.
+    pub prev_owner: Option<String>,
+    pub last_error: Option<String>,
+    pub done_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub id: String,
+    pub delivery_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sender_type: String,
+    pub employee_id: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub effective_at: Option<String>,
+    pub occurred_at: String,
+    pub received_at: String,
+}
+
+/// An action with its events and audit trail.
+#[derive(Debug, Clone)]
+pub struct ActionDetail {
+    pub action: ActionRecord,
+    pub events: Vec<EventRecord>,
+    pub audit: Vec<AuditEntry>,
+}

@@ -1,0 +1,169 @@
+//! The worker: claims due actions from the store and runs each through the pipeline.
+//!
+//! It wakes when a delivery is stored (a `Notify` from the handler), when the next scheduled or
+//! retried action becomes due, and at least every `worker.poll_interval` (other replicas may have
+//! stored work). Claimed actions carry a lease (`worker.lease`); a worker that dies leaves them to
+//! expire and be claimed again, where the pipeline checks Workfront's state before writing again.
+//!
+//! In-flight actions are bounded (a few per Workfront connection) so that a large backlog does not
+//! hold leases it cannot work on. On shutdown it stops claiming, lets running actions finish within
+//! a bound, and gives back the leases of any that did not.
+
+mod pipeline;
+pub mod retry;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::Settings;
+use crate::store::Store;
+use crate::workfront;
+
+/// State shared between the worker and the readiness endpoint.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Workfront refused our credentials on the last call that reached it.
+    pub workfront_auth_failing: AtomicBool,
+}
+
+impl Health {
+    pub fn auth_failing(&self) -> bool {
+        self.workfront_auth_failing.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything one action's pipeline needs.
+pub(crate) struct Ctx {
+    pub store: Store,
+    pub client: workfront::Client,
+    pub settings: Arc<Settings>,
+    pub owner: String,
+    pub health: Arc<Health>,
+}
+
+pub struct Worker {
+    ctx: Arc<Ctx>,
+    wake: Arc<Notify>,
+}
+
+/// How long in-flight actions may run on after shutdown was asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        client: workfront::Client,
+        settings: Arc<Settings>,
+        health: Arc<Health>,
+        wake: Arc<Notify>,
+    ) -> Worker {
+        let owner = format!("worker-{}", uuid::Uuid::now_v7().simple());
+        Worker {
+            ctx: Arc::new(Ctx {
+                store,
+                client,
+                settings,
+                owner,
+                health,
+            }),
+            wake,
+        }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.ctx.owner
+    }
+
+    /// Runs until `cancel` fires, then drains within [`SHUTDOWN_GRACE`].
+    pub async fn run(self, cancel: CancellationToken) {
+        let settings = &self.ctx.settings;
+        let slots = Arc::new(Semaphore::new(
+            (settings.workfront.max_concurrency * 4).max(4),
+        ));
+        let lease_ms = settings.worker.lease.as_millis() as i64;
+        let poll = settings.worker.poll_interval;
+        let mut running = JoinSet::new();
+        tracing::info!(worker = %self.ctx.owner, "worker started");
+        while !cancel.is_cancelled() {
+            while running.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            let mut claimed_all = false;
+            if free > 0 {
+                let now = jiff::Timestamp::now().as_millisecond();
+                match self
+                    .ctx
+                    .store
+                    .claim_due(&self.ctx.owner, now, lease_ms, free as u32)
+                    .await
+                {
+                    Ok(actions) => {
+                        claimed_all = actions.len() == free;
+                        for action in actions {
+                            let permit = slots
+                                .clone()
+                                .try_acquire_owned()
+                                .expect("claimed no more than the free slots");
+                            let ctx = self.ctx.clone();
+                            let wake = self.wake.clone();
+                            let span = tracing::info_span!("action", action_id = %action.id, attempt = action.attempts,
+                                kind = action.kind.as_str(), source = %action.source, wf_user_id = tracing::field::Empty);
+                            running.spawn(
+                                async move {
+                                    pipeline::process(&ctx, action).await;
+                                    drop(permit);
+                                    wake.notify_one();
+                                }
+                                .instrument(span),
+                            );
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot claim actions; will try again"),
+                }
+            }
+            if claimed_all {
+                continue;
+            }
+            let wait = self.until_next(poll).await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => {}
+            }
+        }
+        tracing::info!(in_flight = running.len(), "worker stopping");
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            running.abort_all();
+        }
+        match self.ctx.store.release_leases(&self.ctx.owner).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(released = n, "gave back leases of unfinished actions")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot give back leases; they expire by themselves")
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// How long to sleep: until the next action is due, at most `poll`.
+    async fn until_next(&self, poll: Duration) -> Duration {
+        match self.ctx.store.next_run_at().await {
+            Ok(Some(t)) => {
+                let now = jiff::Timestamp::now().as_millisecond();
+                Duration::from_millis((t - now).clamp(0, poll.as_millis() as i64) as u64)
+            }
+            _ => poll,
+        }
+    }
+}

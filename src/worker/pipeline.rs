@@ -1,0 +1,391 @@
+//! One attempt at one action: find the user, check safety, check state, write, verify.
+//!
+//! Every step is appended to the action's audit trail (with the Workfront requests and answers)
+//! and logged. Audit entries are gathered in memory and written with the next state change, in
+//! the same transaction, so the trail and the status never disagree. The one state change made
+//! *before* calling Workfront is `write_sent`: after a crash, the next attempt knows a write may
+//! have landed, reads the user again and, if the wanted state is there, reports it as done by us.
+
+use serde_json::{json, Value};
+
+use super::Ctx;
+use crate::config::Identifier;
+use crate::domain::{mask_email, ActionKind, Reason, Status};
+use crate::safety::{self, Decision};
+use crate::store::{ActionRecord, AuditEntry, Update, WfUserRef};
+use crate::workfront::{Call, Exchange, Failure, FailureClass, User};
+
+/// What matching found.
+enum Match {
+    One(User),
+    NoOne,
+    Ambiguous(Vec<User>),
+}
+
+struct Attempt<'a> {
+    ctx: &'a Ctx,
+    action: ActionRecord,
+    audit: Vec<AuditEntry>,
+}
+
+pub(crate) async fn process(ctx: &Ctx, action: ActionRecord) {
+    let mut run = Attempt {
+        ctx,
+        action,
+        audit: Vec::new(),
+    };
+    if let Some(prev) = run.action.prev_owner.clone() {
+        run.step(
+            "resumed",
+            json!({ "previous_worker": prev, "write_may_have_been_sent": run.action.write_sent }),
+        );
+    }
+    run.step(
+        "attempt_started",
+        json!({ "attempt": run.action.attempts, "worker": ctx.owner }),
+    );
+    if let Err(e) = run.execute().await {
+        // The database failed mid-attempt: the lease expires and the action is tried again.
+        tracing::error!(error = %e, "cannot record the outcome; the action will be resumed when its lease expires");
+    }
+}
+
+impl Attempt<'_> {
+    fn step(&mut self, step: &str, detail: Value) {
+        tracing::info!(step, detail = %self.loggable(&detail), "action step");
+        self.audit.push(AuditEntry::now(step, detail));
+    }
+
+    /// The detail as logged: emails masked unless `log.pii`.
+    fn loggable(&self, detail: &Value) -> String {
+        let text = detail.to_string();
+        if self.ctx.settings.log.pii {
+            return text;
+        }
+        mask_emails_in(&text)
+    }
+
+    fn exchange(&mut self, ex: &Exchange) {
+        self.step("workfront_call", ex.to_json());
+    }
+
+    async fn execute(&mut self) -> Result<(), crate::store::StoreError> {
+        let kind = self.action.kind;
+        // 1. Find the user.
+        let user = if let Some(known) = self.action.user.clone() {
+            let call = self.ctx.client.get_user(&known.id).await;
+            match self.take(call) {
+                Ok(u) => u,
+                Err(Failure::NotFound) => {
+                    self.step("user_gone", json!({ "ID": known.id }));
+                    return self.finish(Status::Skipped, Reason::NotFound, None).await;
+                }
+                Err(f) => return self.fail(f).await,
+            }
+        } else {
+            match self.find().await {
+                Ok(Match::One(u)) => u,
+                Ok(Match::NoOne) => {
+                    self.step("not_found", json!({ "searched": self.identifiers() }));
+                    return self.finish(Status::Skipped, Reason::NotFound, None).await;
+                }
+                Ok(Match::Ambiguous(users)) => {
+                    let candidates: Vec<WfUserRef> = users.iter().map(user_ref).collect();
+                    self.step("ambiguous_match", json!({ "candidates": candidates }));
+                    let update = Update {
+                        candidates: Some(candidates),
+                        ..Default::default()
+                    };
+                    return self
+                        .finish(Status::Held, Reason::AmbiguousMatch, Some(update))
+                        .await;
+                }
+                Err(f) => return self.fail(f).await,
+            }
+        };
+        tracing::Span::current().record("wf_user_id", user.id.as_str());
+        self.step("matched", json!({ "workfront_user": user_json(&user) }));
+        let matched = Update {
+            user: Some(user_ref(&user)),
+            ..Default::default()
+        };
+
+        // 2. Safety.
+        let settings = &self.ctx.settings;
+        match safety::decide(&settings.safety, kind, &user, false) {
+            Decision::Proceed => self.step(
+                "safety_passed",
+                json!({ "dry_run": settings.safety.dry_run }),
+            ),
+            Decision::Hold(reason, why) => {
+                self.step(
+                    "safety_hold",
+                    json!({ "reason": reason.as_str(), "why": why }),
+                );
+                return self.finish(Status::Held, reason, Some(matched)).await;
+            }
+        }
+
+        // 3. State: nothing to write when the user is already as wanted.
+        let want_active = kind == ActionKind::Reactivate;
+        if user.is_active == Some(want_active) {
+            let reason = match (self.action.write_sent, want_active) {
+                // Our own earlier write landed but its answer was lost.
+                (true, false) => Reason::Deactivated,
+                (true, true) => Reason::Reactivated,
+                (false, false) => Reason::AlreadyInactive,
+                (false, true) => Reason::AlreadyActive,
+            };
+            self.step("state_checked", json!({ "isActive": user.is_active, "write_needed": false, "earlier_write_landed": self.action.write_sent }));
+            return self.finish(Status::Succeeded, reason, Some(matched)).await;
+        }
+        if settings.safety.dry_run {
+            self.step("dry_run", json!({ "would_set": { "isActive": want_active }, "workfront_user": user_json(&user) }));
+            return self
+                .finish(Status::Skipped, Reason::DryRun, Some(matched))
+                .await;
+        }
+
+        // 4. Write: remember first that a write may reach Workfront.
+        let before = Update {
+            write_sent: Some(true),
+            ..matched.clone()
+        };
+        let audit = std::mem::take(&mut self.audit);
+        if !self
+            .ctx
+            .store
+            .record(&self.action.id, &self.ctx.owner, &before, &audit)
+            .await?
+        {
+            tracing::warn!("lease lost before the write; another worker has the action");
+            return Ok(());
+        }
+        self.action.write_sent = true;
+        let level = if want_active {
+            settings.lifecycle.reactivation_access_level_id.as_deref()
+        } else {
+            None
+        };
+        let call = self
+            .ctx
+            .client
+            .set_active(&user.id, want_active, level)
+            .await;
+        match self.take(call) {
+            Ok(after) => {
+                self.step(
+                    "written",
+                    json!({ "isActive": after.is_active, "verified": true }),
+                );
+                let reason = if want_active {
+                    Reason::Reactivated
+                } else {
+                    Reason::Deactivated
+                };
+                self.finish(Status::Succeeded, reason, None).await
+            }
+            Err(f) => self.fail(f).await,
+        }
+    }
+
+    /// Searches every identifier of `matching.order` the action carries; all that find someone
+    /// must find the same single user.
+    async fn find(&mut self) -> Result<Match, Failure> {
+        let mut found: Vec<User> = Vec::new();
+        let mut ambiguous = false;
+        let order = self.ctx.settings.matching.order.clone();
+        for ident in order {
+            let (field, value, modifier) = match ident {
+                Identifier::EmployeeId => match &self.action.employee_id {
+                    Some(v) => (
+                        self.ctx.settings.matching.employee_id_field.clone(),
+                        v.clone(),
+                        "eq",
+                    ),
+                    None => continue,
+                },
+                Identifier::Email => match &self.action.email {
+                    Some(v) => ("emailAddr".to_string(), v.clone(), "cieq"),
+                    None => continue,
+                },
+            };
+            let call = self.ctx.client.search_users(&field, &value, modifier).await;
+            let users = self.take(call)?;
+            self.step("searched", json!({ "identifier": ident.as_str(), "field": field, "found": users.iter().map(|u| u.id.clone()).collect::<Vec<_>>() }));
+            ambiguous |= users.len() > 1;
+            for u in users {
+                if !found.iter().any(|f| f.id == u.id) {
+                    found.push(u);
+                }
+            }
+        }
+        Ok(match found.len() {
+            0 => Match::NoOne,
+            1 if !ambiguous => Match::One(found.remove(0)),
+            _ => Match::Ambiguous(found),
+        })
+    }
+
+    fn identifiers(&self) -> Value {
+        json!({ "employee_id": self.action.employee_id, "email": self.action.email })
+    }
+
+    /// Records the exchange and notes whether the credentials work.
+    fn take<T>(&mut self, call: Call<T>) -> Result<T, Failure> {
+        self.exchange(&call.exchange);
+        let health = &self.ctx.health.workfront_auth_failing;
+        match &call.result {
+            Err(Failure::Auth { .. }) => health.store(true, std::sync::atomic::Ordering::Relaxed),
+            // Any answer that is not an auth refusal proves the credentials.
+            Err(_) if call.exchange.status.is_none() => {}
+            _ => health.store(false, std::sync::atomic::Ordering::Relaxed),
+        }
+        call.result
+    }
+
+    async fn fail(&mut self, failure: Failure) -> Result<(), crate::store::StoreError> {
+        let now = jiff::Timestamp::now();
+        let attempts = self.action.attempts;
+        let message = failure.message();
+        match failure.class() {
+            FailureClass::Retryable => {
+                match self
+                    .ctx
+                    .settings
+                    .retry
+                    .next_delay(attempts, fastrand::f64())
+                {
+                    Some(delay) => {
+                        let next = now.as_millisecond() + delay.as_millis() as i64;
+                        self.step("retry_scheduled", json!({ "attempt": attempts, "error": failure.code(), "message": message,
+                        "next_attempt_at": crate::store::from_ms(next).to_string() }));
+                        let update = Update {
+                            status: Some(Status::Pending),
+                            reason: Some(None),
+                            run_at: Some(next),
+                            last_error: Some(Some(message)),
+                            release: true,
+                            ..Default::default()
+                        };
+                        self.save(update).await
+                    }
+                    None => {
+                        self.step("retries_exhausted", json!({ "attempts": attempts, "error": failure.code(), "message": message }));
+                        let update = Update {
+                            last_error: Some(Some(message)),
+                            ..Default::default()
+                        };
+                        self.finish(Status::Failed, Reason::RetriesExhausted, Some(update))
+                            .await
+                    }
+                }
+            }
+            FailureClass::Auth => {
+                // Never lose an offboarding to expired credentials: wait and probe again, and do not
+                // count the attempt against the retry budget.
+                let next = now.as_millisecond()
+                    + self.ctx.settings.worker.auth_probe_interval.as_millis() as i64;
+                self.step("workfront_auth", json!({ "message": message, "next_attempt_at": crate::store::from_ms(next).to_string() }));
+                tracing::warn!(
+                    "Workfront refused the credentials; the action waits and is retried"
+                );
+                let update = Update {
+                    status: Some(Status::Pending),
+                    reason: Some(Some(Reason::WorkfrontAuth)),
+                    run_at: Some(next),
+                    attempts: Some(attempts.saturating_sub(1)),
+                    last_error: Some(Some(message)),
+                    release: true,
+                    ..Default::default()
+                };
+                self.save(update).await
+            }
+            FailureClass::Final => {
+                self.step(
+                    "rejected",
+                    json!({ "error": failure.code(), "message": message }),
+                );
+                let update = Update {
+                    last_error: Some(Some(message)),
+                    ..Default::default()
+                };
+                self.finish(Status::Failed, Reason::WorkfrontRejected, Some(update))
+                    .await
+            }
+        }
+    }
+
+    async fn finish(
+        &mut self,
+        status: Status,
+        reason: Reason,
+        extra: Option<Update>,
+    ) -> Result<(), crate::store::StoreError> {
+        self.step(
+            "finished",
+            json!({ "status": status.as_str(), "reason": reason.as_str() }),
+        );
+        let mut update = extra.unwrap_or_default();
+        update.status = Some(status);
+        update.reason = Some(Some(reason));
+        update.release = true;
+        update.done = status.is_terminal();
+        self.save(update).await
+    }
+
+    async fn save(&mut self, update: Update) -> Result<(), crate::store::StoreError> {
+        let audit = std::mem::take(&mut self.audit);
+        if !self
+            .ctx
+            .store
+            .record(&self.action.id, &self.ctx.owner, &update, &audit)
+            .await?
+        {
+            tracing::warn!("lease lost; another worker has the action");
+        }
+        Ok(())
+    }
+}
+
+fn user_ref(u: &User) -> WfUserRef {
+    WfUserRef {
+        id: u.id.clone(),
+        name: u.name.clone(),
+        email: u.email.clone(),
+    }
+}
+
+fn user_json(u: &User) -> Value {
+    json!({ "ID": u.id, "name": u.name, "emailAddr": u.email, "isActive": u.is_active, "isAdmin": u.is_admin })
+}
+
+/// Masks every email-looking token in a log line.
+fn mask_emails_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, token) in text.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        if token.contains('@') && !token.contains(' ') {
+            out.push_str(&mask_email(token));
+        } else {
+            out.push_str(token);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_inside_json_log_details_are_masked() {
+        let line = json!({"emailAddr": "jane.doe@example.com", "name": "Jane"}).to_string();
+        let masked = mask_emails_in(&line);
+        assert!(masked.contains("j***@example.com"), "{masked}");
+        assert!(!masked.contains("jane.doe"), "{masked}");
+        assert!(masked.contains("\"Jane\""));
+    }
+}

@@ -1,0 +1,508 @@
+//! The Workfront client: search users, read one, set `isActive`.
+//!
+//! Every call goes to `{base_url}/attask/api/{version}/...`, holds one permit of a semaphore sized
+//! `workfront.max_concurrency` (Workfront caps concurrent requests per customer), and has connect
+//! and request timeouts. Failure is data: a call returns an [`Exchange`] (what was sent and
+//! answered, secrets excluded, for the audit trail) and a `Result<_, Failure>`; [`Failure::class`]
+//! is the one place that decides what is retried.
+//!
+//! Workfront reports errors as `{"error":{"class","message"}}`, sometimes with HTTP 200, so the body
+//! is checked whatever the status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::config::{WorkfrontAuth, WorkfrontSettings};
+
+/// The USER fields offboard reads.
+pub const USER_FIELDS: &str = "ID,name,emailAddr,username,isActive,isAdmin,extRefID,ssoUsername";
+
+/// A Workfront user as far as offboard cares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "emailAddr", default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(rename = "isActive", default, deserialize_with = "loose_bool")]
+    pub is_active: Option<bool>,
+    #[serde(rename = "isAdmin", default, deserialize_with = "loose_bool")]
+    pub is_admin: Option<bool>,
+}
+
+/// Workfront documents `isActive` as a JSON boolean, but its own examples send `"false"`; accept both.
+fn loose_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Bool(b)) => Some(b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    })
+}
+
+/// Why a call did not give an answer to use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// 429: too many concurrent requests.
+    RateLimited,
+    /// 5xx (other than 501).
+    Server {
+        status: u16,
+        message: Option<String>,
+    },
+    /// 401/403, or an authentication error class.
+    Auth {
+        status: u16,
+        message: String,
+    },
+    /// Any other refusal (4xx, 501, or an `error` body with 2xx).
+    Rejected {
+        status: u16,
+        class: Option<String>,
+        message: String,
+    },
+    /// The requested object does not exist (404 on a read by ID).
+    NotFound,
+    Timeout,
+    Connect(String),
+    /// 2xx with a body we cannot read.
+    BadResponse(String),
+}
+
+/// What to do about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// Try again per `[retry]`.
+    Retryable,
+    /// Credentials: wait until they work again.
+    Auth,
+    /// Final.
+    Final,
+}
+
+impl Failure {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            Failure::RateLimited
+            | Failure::Server { .. }
+            | Failure::Timeout
+            | Failure::Connect(_) => FailureClass::Retryable,
+            // An unreadable success may be a proxy page or a truncated answer: try again.
+            Failure::BadResponse(_) => FailureClass::Retryable,
+            Failure::Auth { .. } => FailureClass::Auth,
+            Failure::Rejected { .. } | Failure::NotFound => FailureClass::Final,
+        }
+    }
+
+    /// A stable code for metrics and the audit trail.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Failure::RateLimited => "rate_limited",
+            Failure::Server { .. } => "server_error",
+            Failure::Auth { .. } => "auth",
+            Failure::Rejected { .. } => "rejected",
+            Failure::NotFound => "not_found",
+            Failure::Timeout => "timeout",
+            Failure::Connect(_) => "connect",
+            Failure::BadResponse(_) => "bad_response",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Failure::RateLimited => "Workfront answered 429: too many concurrent requests".into(),
+            Failure::Server { status, message } => format!(
+                "Workfront answered {status}{}",
+                message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+            Failure::Auth { status, message } => {
+                format!("Workfront refused the credentials ({status}): {message}")
+            }
+            Failure::Rejected {
+                status,
+                class,
+                message,
+            } => {
+                format!(
+                    "Workfront rejected the request ({status}{}): {message}",
+                    class.as_ref().map(|c| format!(", {c}")).unwrap_or_default()
+                )
+            }
+            Failure::NotFound => "Workfront has no such object".into(),
+            Failure::Timeout => "Workfront did not answer in time".into(),
+            Failure::Connect(m) => format!("cannot reach Workfront: {m}"),
+            Failure::BadResponse(m) => format!("Workfront's answer could not be read: {m}"),
+        }
+    }
+}
+
+/// One request and its answer, as recorded in the audit trail (no secrets).
+#[derive(Debug, Clone, Serialize)]
+pub struct Exchange {
+    pub op: &'static str,
+    pub request: String,
+    pub status: Option<u16>,
+    pub response: Option<Value>,
+    pub millis: u64,
+}
+
+impl Exchange {
+    pub fn to_json(&self) -> Value {
+        json!(self)
+    }
+}
+
+/// A call's answer and its record.
+pub struct Call<T> {
+    pub result: Result<T, Failure>,
+    pub exchange: Exchange,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    api_base: String,
+    auth: WorkfrontAuth,
+    permits: Arc<Semaphore>,
+}
+
+impl Client {
+    pub fn new(settings: &WorkfrontSettings) -> Result<Client, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .user_agent(concat!("offboard/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let base = settings.base_url.as_str().trim_end_matches('/');
+        Ok(Client {
+            http,
+            api_base: format!("{base}/attask/api/{}", settings.api_version),
+            auth: settings.auth.clone(),
+            permits: Arc::new(Semaphore::new(settings.max_concurrency)),
+        })
+    }
+
+    /// `GET user/search?{field}={value}&{field}_Mod={modifier}&fields=...&$$LIMIT=2`. Two are asked
+    /// for so that an ambiguous identifier shows as two.
+    pub async fn search_users(&self, field: &str, value: &str, modifier: &str) -> Call<Vec<User>> {
+        let query = vec![
+            (field.to_string(), value.to_string()),
+            (format!("{field}_Mod"), modifier.to_string()),
+            ("fields".into(), USER_FIELDS.into()),
+            ("$$LIMIT".into(), "2".into()),
+        ];
+        let call = self.send("search", Method::GET, "user/search", query).await;
+        map_call(call, |data| {
+            serde_json::from_value::<Vec<User>>(data).map_err(|e| e.to_string())
+        })
+    }
+
+    /// `GET user/{ID}?fields=...`; `Failure::NotFound` when there is no such user.
+    pub async fn get_user(&self, id: &str) -> Call<User> {
+        let query = vec![("fields".into(), USER_FIELDS.into())];
+        let call = self
+            .send(
+                "get",
+                Method::GET,
+                &format!("user/{}", urlencode(id)),
+                query,
+            )
+            .await;
+        map_call(call, |data| {
+            serde_json::from_value::<User>(data).map_err(|e| e.to_string())
+        })
+    }
+
+    /// `PUT user/{ID}?updates={"isActive":..}&fields=ID,isActive,...`; the answer must show the
+    /// new state.
+    pub async fn set_active(
+        &self,
+        id: &str,
+        active: bool,
+        access_level_id: Option<&str>,
+    ) -> Call<User> {
+        let mut updates = json!({ "isActive": active });
+        if let (true, Some(level)) = (active, access_level_id) {
+            updates["accessLevelID"] = json!(level);
+        }
+        let query = vec![
+            ("updates".into(), updates.to_string()),
+            ("fields".into(), USER_FIELDS.into()),
+        ];
+        let call = self
+            .send(
+                "update",
+                Method::PUT,
+                &format!("user/{}", urlencode(id)),
+                query,
+            )
+            .await;
+        let mut call = map_call(call, |data| {
+            serde_json::from_value::<User>(data).map_err(|e| e.to_string())
+        });
+        if let Ok(user) = &call.result {
+            if user.is_active != Some(active) {
+                call.result = Err(Failure::BadResponse(format!(
+                    "the answer does not show isActive={active} (it shows {:?})",
+                    user.is_active
+                )));
+            }
+        }
+        call
+    }
+
+    /// A read-only call that proves base URL and credentials: `GET user/search?fields=ID&$$LIMIT=1`.
+    pub async fn probe(&self) -> Call<()> {
+        let query = vec![
+            ("fields".into(), "ID".into()),
+            ("$$LIMIT".into(), "1".into()),
+        ];
+        let call = self.send("probe", Method::GET, "user/search", query).await;
+        map_call(call, |_| Ok(()))
+    }
+
+    async fn send(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        mut query: Vec<(String, String)>,
+    ) -> Call<Value> {
+        // Shown decoded, for people reading the audit trail; the key is added after this.
+        let shown = format!(
+            "{method} {path}?{}",
+            query
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+        let url = format!("{}/{}", self.api_base, path);
+        let mut builder_headers = reqwest::header::HeaderMap::new();
+        match &self.auth {
+            WorkfrontAuth::ApiKey {
+                key,
+                in_query: true,
+            } => query.push(("apiKey".into(), key.expose_secret().to_string())),
+            WorkfrontAuth::ApiKey {
+                key,
+                in_query: false,
+            } => {
+                if let Ok(mut v) = reqwest::header::HeaderValue::from_str(key.expose_secret()) {
+                    v.set_sensitive(true);
+                    builder_headers.insert("apiKey", v);
+                }
+            }
+        }
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let started = Instant::now();
+        let sent = self
+            .http
+            .request(method, &url)
+            .query(&query)
+            .headers(builder_headers)
+            .send()
+            .await;
+        let mut exchange = Exchange {
+            op,
+            request: shown,
+            status: None,
+            response: None,
+            millis: 0,
+        };
+        let result = match sent {
+            Err(e) => Err(transport_failure(e)),
+            Ok(resp) => {
+                let status = resp.status();
+                exchange.status = Some(status.as_u16());
+                match resp.bytes().await {
+                    Err(e) => Err(transport_failure(e)),
+                    Ok(body) => {
+                        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+                        exchange.response = Some(
+                            parsed
+                                .clone()
+                                .unwrap_or_else(|| Value::String(excerpt(&body))),
+                        );
+                        classify(status, parsed)
+                    }
+                }
+            }
+        };
+        exchange.millis = started.elapsed().as_millis() as u64;
+        Call { result, exchange }
+    }
+}
+
+fn map_call<T>(call: Call<Value>, f: impl FnOnce(Value) -> Result<T, String>) -> Call<T> {
+    Call {
+        result: call.result.and_then(|v| f(v).map_err(Failure::BadResponse)),
+        exchange: call.exchange,
+    }
+}
+
+/// Turns a status and body into the `data` value or a failure.
+pub fn classify(status: StatusCode, body: Option<Value>) -> Result<Value, Failure> {
+    let error = body
+        .as_ref()
+        .and_then(|b| b.get("error"))
+        .filter(|e| !e.is_null());
+    let class = error
+        .and_then(|e| e.get("class"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let message = error
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let code = status.as_u16();
+    let auth_class = class
+        .as_deref()
+        .is_some_and(|c| c.contains("AuthenticationException") || c.contains("NotLoggedIn"));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(Failure::RateLimited);
+    }
+    if code == 401 || code == 403 || auth_class {
+        return Err(Failure::Auth {
+            status: code,
+            message: message.unwrap_or_else(|| "not authenticated".into()),
+        });
+    }
+    if status.is_server_error() && code != 501 {
+        return Err(Failure::Server {
+            status: code,
+            message,
+        });
+    }
+    if code == 404 {
+        return Err(Failure::NotFound);
+    }
+    if !status.is_success() || error.is_some() {
+        return Err(Failure::Rejected {
+            status: code,
+            class,
+            message: message.unwrap_or_else(|| format!("HTTP {code}")),
+        });
+    }
+    match body.and_then(|mut b| b.get_mut("data").map(Value::take)) {
+        Some(data) => Ok(data),
+        None => Err(Failure::BadResponse("no `data` in the answer".into())),
+    }
+}
+
+fn transport_failure(e: reqwest::Error) -> Failure {
+    if e.is_timeout() {
+        return Failure::Timeout;
+    }
+    // Without the URL: with api_key_in = "query" it would carry the key.
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    Failure::Connect(text)
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.chars().take(500).collect()
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// For tests and the simulator: how long a call may take at most.
+pub fn call_budget(settings: &WorkfrontSettings) -> Duration {
+    settings.connect_timeout + settings.request_timeout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_body_with_http_200_is_a_failure() {
+        let body = json!({"error": {"class": "com.attask.common.InvalidParameterException", "message": "bad field"}});
+        let got = classify(StatusCode::OK, Some(body));
+        assert!(
+            matches!(got, Err(Failure::Rejected { status: 200, ref message, .. }) if message == "bad field")
+        );
+        assert_eq!(got.unwrap_err().class(), FailureClass::Final);
+    }
+
+    #[test]
+    fn statuses_are_classified_as_the_spec_says() {
+        let class = |code: u16| {
+            classify(StatusCode::from_u16(code).unwrap(), None)
+                .unwrap_err()
+                .class()
+        };
+        assert_eq!(class(429), FailureClass::Retryable);
+        assert_eq!(class(500), FailureClass::Retryable);
+        assert_eq!(class(502), FailureClass::Retryable);
+        assert_eq!(class(503), FailureClass::Retryable);
+        assert_eq!(class(501), FailureClass::Final);
+        assert_eq!(class(401), FailureClass::Auth);
+        assert_eq!(class(403), FailureClass::Auth);
+        assert_eq!(class(400), FailureClass::Final);
+        assert_eq!(class(422), FailureClass::Final);
+        assert_eq!(Failure::Timeout.class(), FailureClass::Retryable);
+        assert_eq!(
+            Failure::Connect("x".into()).class(),
+            FailureClass::Retryable
+        );
+    }
+
+    #[test]
+    fn an_authentication_exception_class_is_auth_even_with_200() {
+        let body = json!({"error": {"class": "com.attask.common.AuthenticationException", "message": "You are not currently logged in."}});
+        assert_eq!(
+            classify(StatusCode::OK, Some(body)).unwrap_err().class(),
+            FailureClass::Auth
+        );
+    }
+
+    #[test]
+    fn success_without_data_is_a_bad_response_and_data_is_returned() {
+        assert!(matches!(
+            classify(StatusCode::OK, Some(json!({}))),
+            Err(Failure::BadResponse(_))
+        ));
+        assert_eq!(
+            classify(StatusCode::OK, Some(json!({"data": [1]}))).unwrap(),
+            json!([1])
+        );
+    }
+
+    #[test]
+    fn is_active_is_read_as_bool_or_string() {
+        let u: User = serde_json::from_value(json!({"ID": "a", "isActive": "false"})).unwrap();
+        assert_eq!(u.is_active, Some(false));
+        let u: User =
+            serde_json::from_value(json!({"ID": "a", "isActive": true, "isAdmin": null})).unwrap();
+        assert_eq!(u.is_active, Some(true));
+        assert_eq!(u.is_admin, None);
+    }
+}
