@@ -408,12 +408,18 @@ impl Settings {
 
     /// Defaults overlaid with a TOML string: used by the demo and tests.
     pub fn from_toml(overlay: &str) -> Result<Settings, ConfigError> {
-        let builder = config::Config::builder()
-            .add_source(config::File::from_str(
-                DEFAULT_TOML,
-                config::FileFormat::Toml,
-            ))
-            .add_source(config::File::from_str(overlay, config::FileFormat::Toml));
+        Self::from_toml_layers(&[overlay])
+    }
+
+    /// Defaults overlaid with several TOML strings, later winning key by key.
+    pub fn from_toml_layers(layers: &[&str]) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        for layer in layers {
+            builder = builder.add_source(config::File::from_str(layer, config::FileFormat::Toml));
+        }
         Self::from_config(builder)
     }
 

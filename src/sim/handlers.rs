@@ -156,17 +156,18 @@ async fn handle(st: &Shared, req: Request, next: Next, query: &str) -> Response 
     next.run(req).await
 }
 
+/// The query as logged: decoded for people, with the API key masked.
 fn redact_key(query: &str) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| {
-            let v = if k == "apiKey" {
-                "***".into()
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| {
+            if k == "apiKey" {
+                format!("{k}=***")
             } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        }))
-        .finish()
+                format!("{k}={v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn pairs(query: &Option<String>) -> Vec<(String, String)> {

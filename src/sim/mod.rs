@@ -172,6 +172,11 @@ impl Sim {
         *self.state.api_key.lock().unwrap() = key;
     }
 
+    /// Workfront requests being answered right now.
+    pub fn state_in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::SeqCst)
+    }
+
     /// The most Workfront requests that were ever admitted at once.
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)

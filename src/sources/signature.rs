@@ -100,9 +100,27 @@ mod tests {
     #[test]
     fn a_bare_v1_prefix_and_a_truncated_signature_fail() {
         let k = key(RUST_SECRET);
-        assert!(!verify(std::slice::from_ref(&k), RUST_ID, RUST_TS, RUST_BODY, "v1,"));
-        assert!(!verify(std::slice::from_ref(&k), RUST_ID, RUST_TS, RUST_BODY, "v1"));
-        assert!(!verify(std::slice::from_ref(&k), RUST_ID, RUST_TS, RUST_BODY, ""));
+        assert!(!verify(
+            std::slice::from_ref(&k),
+            RUST_ID,
+            RUST_TS,
+            RUST_BODY,
+            "v1,"
+        ));
+        assert!(!verify(
+            std::slice::from_ref(&k),
+            RUST_ID,
+            RUST_TS,
+            RUST_BODY,
+            "v1"
+        ));
+        assert!(!verify(
+            std::slice::from_ref(&k),
+            RUST_ID,
+            RUST_TS,
+            RUST_BODY,
+            ""
+        ));
         let truncated = &RUST_SIG[..RUST_SIG.len() - 8];
         assert!(!verify(
             std::slice::from_ref(&k),
@@ -121,7 +139,13 @@ mod tests {
     fn any_matching_entry_in_a_list_passes_and_other_versions_are_ignored() {
         let k = key(RUST_SECRET);
         let header = format!("v1a,AAAA v2,abcd v1,Zm9vYmFy {RUST_SIG}");
-        assert!(verify(std::slice::from_ref(&k), RUST_ID, RUST_TS, RUST_BODY, &header));
+        assert!(verify(
+            std::slice::from_ref(&k),
+            RUST_ID,
+            RUST_TS,
+            RUST_BODY,
+            &header
+        ));
         assert!(!verify(
             &[k],
             RUST_ID,
@@ -148,7 +172,13 @@ mod tests {
     #[test]
     fn tampering_with_body_id_or_timestamp_fails() {
         let k = key(RUST_SECRET);
-        assert!(!verify(std::slice::from_ref(&k), RUST_ID, RUST_TS, b"{}", RUST_SIG));
+        assert!(!verify(
+            std::slice::from_ref(&k),
+            RUST_ID,
+            RUST_TS,
+            b"{}",
+            RUST_SIG
+        ));
         assert!(!verify(
             std::slice::from_ref(&k),
             "msg_other",

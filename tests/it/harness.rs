@@ -1,0 +1,349 @@
+//! `spawn_app()`: the service on port 0 with a fresh database, an in-process Workfront simulator,
+//! millisecond retries, and helpers named after our API.
+//!
+//! The database is a SQLite file in a temporary directory, or, when `DATABASE_URL` is set, a new
+//! PostgreSQL database created for the test.
+
+use std::time::Duration;
+
+use offboard::config::Settings;
+use offboard::sim::{RunningSim, Sim, SimConfig};
+use offboard::Application;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+pub const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+pub const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const API_KEY: &str = "test-api-key";
+pub const BEARER_TOKEN: &str = "bearer-token-123";
+
+pub const JANE: &str = "5f1c0a7e0000a1b2c3d4e5f600000001";
+pub const JOHN: &str = "5f1c0a7e0000a1b2c3d4e5f600000002";
+pub const ADA_ADMIN: &str = "5f1c0a7e0000a1b2c3d4e5f600000003";
+pub const OLD_LEAVER: &str = "5f1c0a7e0000a1b2c3d4e5f600000004";
+pub const KIM: &str = "5f1c0a7e0000a1b2c3d4e5f600000007";
+
+pub struct TestApp {
+    pub app: Option<Application>,
+    pub base: String,
+    pub sim: RunningSim,
+    pub http: reqwest::Client,
+    pub settings: Settings,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Clone)]
+pub struct Options {
+    /// Extra TOML laid over the test defaults.
+    pub overlay: String,
+    pub sim: SimConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            overlay: String::new(),
+            sim: SimConfig {
+                api_key: Some(API_KEY.into()),
+                ..SimConfig::default()
+            },
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub fn options(overlay: &str) -> Options {
+    Options {
+        overlay: overlay.to_string(),
+        ..Options::default()
+    }
+}
+
+async fn database_url(dir: &std::path::Path) -> String {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            sqlx::any::install_default_drivers();
+            let name = format!("offboard_test_{}", uuid_like());
+            let mut conn = sqlx::AnyConnection::connect(&url)
+                .await
+                .expect("DATABASE_URL must be reachable");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let mut parsed = url::Url::parse(&url).expect("DATABASE_URL is a URL");
+            parsed.set_path(&format!("/{name}"));
+            parsed.to_string()
+        }
+        _ => format!("sqlite://{}", dir.join("offboard.db").display()),
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+}
+
+pub async fn spawn_app_with(opts: Options) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::new(opts.sim.clone())
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let db = database_url(dir.path()).await;
+    let base_overlay = format!(
+        r#"
+[server]
+bind = "127.0.0.1:0"
+[database]
+url = "{db}"
+[workfront]
+base_url = "{wf}"
+api_key = "{API_KEY}"
+[retry]
+schedule = ["10ms", "20ms", "30ms"]
+jitter = 0.0
+[admin]
+token = "{ADMIN_TOKEN}"
+[log]
+level = "warn"
+[worker]
+poll_interval = "50ms"
+lease = "2s"
+auth_probe_interval = "100ms"
+[sources.hr]
+kind = "standard"
+secrets = ["{SECRET}", "{OLD_SECRET}"]
+[sources.wd]
+kind = "standard"
+auth = "bearer"
+token = "{BEARER_TOKEN}"
+[sources.basic]
+kind = "standard"
+auth = "basic"
+username = "workday"
+password = "pw-1"
+"#,
+        wf = sim.base_url()
+    );
+    let settings = Settings::from_toml_layers(&[&base_overlay, &opts.overlay])
+        .expect("test settings are valid");
+    offboard::telemetry::init(&settings.log);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the app starts");
+    let base = format!("http://{}", app.addr());
+    TestApp {
+        app: Some(app),
+        base,
+        sim,
+        http: reqwest::Client::new(),
+        settings,
+        _dir: dir,
+    }
+}
+
+pub fn termination(employee_id: Option<&str>, email: Option<&str>) -> String {
+    json!({
+        "type": "employee.terminated",
+        "timestamp": jiff::Timestamp::now().to_string(),
+        "data": {"employee_id": employee_id, "email": email, "name": "Someone"}
+    })
+    .to_string()
+}
+
+pub fn signed_headers(secret: &str, id: &str, ts: i64, body: &str) -> Vec<(String, String)> {
+    let key = offboard::config::decode_whsec(secret, "test").unwrap();
+    use secrecy::ExposeSecret;
+    let sig = offboard::sources::signature::sign(
+        key.expose_secret(),
+        id,
+        &ts.to_string(),
+        body.as_bytes(),
+    );
+    vec![
+        ("content-type".into(), "application/json".into()),
+        ("webhook-id".into(), id.into()),
+        ("webhook-timestamp".into(), ts.to_string()),
+        ("webhook-signature".into(), sig),
+    ]
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub request_id: Option<String>,
+}
+
+impl TestApp {
+    pub fn app(&self) -> &Application {
+        self.app.as_ref().expect("the app is running")
+    }
+
+    /// POSTs `body` to `/webhooks/hr`, signed now with a fresh webhook id.
+    pub async fn post_delivery(&self, body: &str) -> Answer {
+        let id = format!("msg_{}", uuid_like());
+        self.post_signed(&id, jiff::Timestamp::now().as_second(), body)
+            .await
+    }
+
+    pub async fn post_signed(&self, id: &str, ts: i64, body: &str) -> Answer {
+        self.post_raw(
+            "hr",
+            &signed_headers(SECRET, id, ts, body),
+            body.as_bytes().to_vec(),
+        )
+        .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        source: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/{source}", self.base))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        answer(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn admin_get(&self, path_and_query: &str) -> Answer {
+        let req = self
+            .http
+            .get(format!("{}{path_and_query}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Answer {
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body);
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn admin_get_action(&self, id: &str) -> Value {
+        let a = self.admin_get(&format!("/admin/v1/actions/{id}")).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        a.body
+    }
+
+    /// Waits until the action satisfies `done` (10 s at most), polling the admin API.
+    pub async fn wait_for_action(
+        &self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let a = self.admin_get_action(id).await;
+            if done(&a) {
+                return a;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; action is {a:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the action reaches `status`.
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        self.wait_for_action(id, status, |a| a["status"] == status)
+            .await
+    }
+
+    /// Posts a termination and returns the id of the action it created.
+    pub async fn terminate(&self, employee_id: Option<&str>, email: Option<&str>) -> String {
+        let a = self.post_delivery(&termination(employee_id, email)).await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+        a.body["actions"][0].as_str().unwrap().to_string()
+    }
+
+    pub fn puts(&self) -> usize {
+        self.sim
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT")
+            .count()
+    }
+
+    pub fn is_active(&self, user_id: &str) -> Option<bool> {
+        self.sim
+            .sim
+            .user(user_id)
+            .and_then(|u| u.get("isActive").and_then(Value::as_bool))
+    }
+
+    /// Stops the app as a crash would: no clean-up, leases left behind.
+    pub fn crash(&mut self) {
+        self.app.take().expect("running").abort();
+    }
+
+    /// Starts a new app on the same database and simulator.
+    pub async fn restart(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+        let app = Application::build(self.settings.clone())
+            .await
+            .expect("the app restarts");
+        self.base = format!("http://{}", app.addr());
+        self.app = Some(app);
+    }
+
+    pub fn steps(action: &Value) -> Vec<String> {
+        action["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["step"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+async fn answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status();
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        body,
+        request_id,
+    }
+}
+
+/// Asserts an error answer: status, code, and the full error shape.
+pub fn assert_error(a: &Answer, status: u16, code: &str) {
+    assert_eq!(a.status.as_u16(), status, "{}", a.body);
+    assert_eq!(a.body["error"]["code"], code, "{}", a.body);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        a.body
+    );
+    let rid = a.body["error"]["request_id"].as_str().unwrap_or("");
+    assert!(rid.starts_with("req_"), "{}", a.body);
+    assert_eq!(a.request_id.as_deref(), Some(rid));
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the built application over HTTP against the Workfront simulator.
+
+mod admin;
+mod cli;
+mod harness;
+mod pipeline;
+mod webhooks;
