@@ -31,8 +31,11 @@ struct Args {
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
     /// Require this API key (header apiKey or ?apiKey=).
-    #[arg(long, env = "WORKFRONT_SIM_API_KEY")]
+    #[arg(long, env = "WORKFRONT_SIM_API_KEY", conflicts_with = "api_key_file")]
     api_key: Option<String>,
+    /// Read the API key from this file (one trailing newline trimmed).
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -59,11 +62,21 @@ async fn main() -> ExitCode {
             }
         },
     };
+    let api_key = match &args.api_key_file {
+        None => args.api_key.clone(),
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_string()),
+            Err(e) => {
+                eprintln!("workfront-sim: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
     let config = SimConfig {
         latency: args.latency,
         max_concurrency: args.max_concurrency.max(1),
         fail_rate: args.fail_rate,
-        api_key: args.api_key,
+        api_key,
         users,
     };
     let count = config.users.len();
@@ -73,7 +86,7 @@ async fn main() -> ExitCode {
                 "workfront-sim listening on {} with {count} users",
                 running.base_url()
             );
-            let _ = tokio::signal::ctrl_c().await;
+            shutdown_signal().await;
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -81,4 +94,20 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// SIGINT or SIGTERM (containers stop with SIGTERM).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
