@@ -78,7 +78,7 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
-fn fmt_duration(d: std::time::Duration) -> String {
+pub fn fmt_duration(d: std::time::Duration) -> String {
     format!(
         "{:#}",
         jiff::SignedDuration::try_from(d).unwrap_or_default()

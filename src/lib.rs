@@ -16,6 +16,8 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod intake;
+pub mod metrics;
+pub mod notify;
 pub mod safety;
 pub mod sim;
 pub mod sources;
@@ -66,11 +68,14 @@ impl Application {
         let cancel = CancellationToken::new();
         let wake = Arc::new(Notify::new());
         let health = Arc::new(Health::default());
+        let metrics = Arc::new(metrics::Metrics::new());
+        let notifier = notify::Notifier::new(settings.notify.webhook_url.clone());
         let state = http::AppState {
             store: store.clone(),
             settings: settings.clone(),
             wake: wake.clone(),
             health: health.clone(),
+            metrics: metrics.clone(),
         };
         let app = http::router(state);
         let stop = cancel.clone();
@@ -82,7 +87,15 @@ impl Application {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        let worker = Worker::new(store.clone(), client, settings.clone(), health, wake);
+        let shared = worker::Shared {
+            store: store.clone(),
+            settings: settings.clone(),
+            health,
+            metrics,
+            notifier,
+            wake,
+        };
+        let worker = Worker::new(shared, client);
         let worker = tokio::spawn(worker.run(cancel.clone()));
         tracing::info!(%addr, database = %settings.database.redacted_url(), sources = settings.sources.len(), "offboard is listening");
         Ok(Application {

@@ -24,7 +24,7 @@ use crate::store::{from_ms, ActionDetail, ActionFilter, ActionRecord, Ingested};
 pub const ADMIN_SOURCE: &str = "admin";
 const MAX_LIMIT: u32 = 500;
 
-fn check_token(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn check_token(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &app.settings.admin.token else {
         return Err(ApiError::AdminDisabled);
     };

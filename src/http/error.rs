@@ -52,6 +52,8 @@ pub enum ApiError {
     MethodNotAllowed,
     /// 400 `bad_request`
     BadRequest(String),
+    /// 409 `conflict`: the action's status does not allow this operation.
+    Conflict(String),
     /// 408 `request_timeout`
     Timeout,
     /// 500 `internal`
@@ -75,6 +77,7 @@ impl ApiError {
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             AdminDisabled => StatusCode::FORBIDDEN,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Conflict(_) => StatusCode::CONFLICT,
             Timeout => StatusCode::REQUEST_TIMEOUT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -98,6 +101,7 @@ impl ApiError {
             NotFound(_) => "not_found",
             MethodNotAllowed => "method_not_allowed",
             BadRequest(_) => "bad_request",
+            Conflict(_) => "conflict",
             Timeout => "request_timeout",
             Internal => "internal",
         }
@@ -126,7 +130,8 @@ impl ApiError {
             | MalformedPayload(m)
             | InvalidEvent(m)
             | NotFound(m)
-            | BadRequest(m) => m.clone(),
+            | BadRequest(m)
+            | Conflict(m) => m.clone(),
         }
     }
 }

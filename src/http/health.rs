@@ -42,3 +42,15 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         }
     }
 }
+
+/// `GET /metrics`: Prometheus text exposition (OpenMetrics flavour).
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    let body = app.metrics.render(&app.store).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}

@@ -4,13 +4,14 @@
 //! |---|---|
 //! | `POST /webhooks/{source}` | [`webhooks`] |
 //! | `/admin/v1/...` | [`admin`] |
-//! | `GET /healthz`, `GET /readyz` | [`health`] |
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`health`] |
 //!
 //! Handlers are thin: verify, parse, store in one transaction, answer. None calls Workfront.
 
 pub mod admin;
 pub mod error;
 pub mod health;
+pub mod operator;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::worker::Health;
 pub use error::ApiError;
@@ -38,6 +40,7 @@ pub struct AppState {
     /// Wakes the worker when new work is stored.
     pub wake: Arc<Notify>,
     pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -46,6 +49,11 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/{source}", post(webhooks::receive))
         .route("/admin/v1/actions", get(admin::list).post(admin::create))
         .route("/admin/v1/actions/{id}", get(admin::show))
+        .route("/admin/v1/actions/{id}/approve", post(operator::approve))
+        .route("/admin/v1/actions/{id}/retry", post(operator::retry))
+        .route("/admin/v1/actions/{id}/cancel", post(operator::cancel))
+        .route("/admin/v1/brake/release", post(operator::release_brake))
+        .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })

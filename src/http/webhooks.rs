@@ -23,7 +23,33 @@ pub async fn receive(
     Path(source): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Response {
+    let answer = handle(&app, &source, &headers, body).await;
+    // The source label is a configured name, never free text from the request.
+    let label = if app.settings.sources.contains_key(&source) {
+        source.as_str()
+    } else {
+        "unknown"
+    };
+    match answer {
+        Ok((status, body, result)) => {
+            app.metrics.delivery(label, result);
+            (status, Json(body)).into_response()
+        }
+        Err(e) => {
+            app.metrics.delivery(label, e.code());
+            e.into_response()
+        }
+    }
+}
+
+async fn handle(
+    app: &AppState,
+    source: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, serde_json::Value, &'static str), ApiError> {
+    let source = source.to_string();
     let src = app
         .settings
         .sources
@@ -33,11 +59,11 @@ pub async fn receive(
     let now = jiff::Timestamp::now();
     tracing::info!(source = %source, bytes = body.len(), "delivery received");
 
-    let auth = sources::authenticate(src, &headers, &body, now).inspect_err(|e| {
+    let auth = sources::authenticate(src, headers, &body, now).inspect_err(|e| {
         tracing::warn!(source = %source, error = ?e, "delivery refused: authentication");
     })?;
     tracing::info!(source = %source, delivery_key = auth.delivery_id.as_deref().unwrap_or("-"), "delivery authenticated");
-    sources::check_content_type(src.kind, &headers)?;
+    sources::check_content_type(src.kind, headers)?;
     let events = match sources::parse(src.kind, &body, now).inspect_err(|e| {
         tracing::warn!(source = %source, error = ?e, "delivery refused: content");
     })? {
@@ -45,9 +71,9 @@ pub async fn receive(
             tracing::info!(source = %source, reason = %reason, "delivery ignored");
             return Ok((
                 StatusCode::OK,
-                Json(json!({"status": "ignored", "reason": reason})),
-            )
-                .into_response());
+                json!({"status": "ignored", "reason": reason}),
+                "ignored",
+            ));
         }
         Parsed::Events(events) => events,
     };
@@ -69,15 +95,19 @@ pub async fn receive(
         } => {
             tracing::info!(source = %source, delivery_id = %delivery_id, actions = ?action_ids, events = events.len(), "delivery stored");
             app.wake.notify_one();
-            Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted", "delivery_id": delivery_id, "actions": action_ids}))).into_response())
+            Ok((
+                StatusCode::ACCEPTED,
+                json!({"status": "accepted", "delivery_id": delivery_id, "actions": action_ids}),
+                "accepted",
+            ))
         }
         Ingested::Duplicate { delivery_id } => {
             tracing::info!(source = %source, delivery_id = %delivery_id, "duplicate delivery; nothing stored");
             Ok((
                 StatusCode::OK,
-                Json(json!({"status": "duplicate", "delivery_id": delivery_id})),
-            )
-                .into_response())
+                json!({"status": "duplicate", "delivery_id": delivery_id}),
+                "duplicate",
+            ))
         }
     }
 }

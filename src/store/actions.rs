@@ -7,9 +7,9 @@ use super::models::*;
 use super::{from_ms, Backend, Store, StoreError};
 use crate::domain::{ActionKind, Reason, Status};
 
-const ACTION_COLS: &str = "id, kind, status, reason, due_at, run_at, created_at, updated_at, source, \
+pub(super) const ACTION_COLS: &str = "id, kind, status, reason, due_at, run_at, created_at, updated_at, source, \
     employee_id, email, employee_name, wf_user_id, wf_user_name, wf_user_email, candidates, attempts, \
-    write_sent, lease_owner, prev_owner, last_error, done_at";
+    write_sent, lease_owner, prev_owner, last_error, done_at, approved";
 
 /// A change to an action made by the worker that holds its lease. `None` leaves a column alone.
 #[derive(Debug, Clone, Default)]
@@ -367,7 +367,7 @@ async fn insert_action(
     append_audit(tx, &a.id, std::slice::from_ref(&a.audit)).await
 }
 
-async fn append_audit(
+pub(super) async fn append_audit(
     tx: &mut Transaction<'_, Any>,
     action_id: &str,
     entries: &[AuditEntry],
@@ -388,7 +388,7 @@ async fn append_audit(
     Ok(())
 }
 
-fn action_from_row(r: &AnyRow) -> Result<ActionRecord, StoreError> {
+pub(super) fn action_from_row(r: &AnyRow) -> Result<ActionRecord, StoreError> {
     let kind: String = r.try_get("kind")?;
     let status: String = r.try_get("status")?;
     let reason: Option<String> = r.try_get("reason")?;
@@ -431,5 +431,6 @@ fn action_from_row(r: &AnyRow) -> Result<ActionRecord, StoreError> {
         prev_owner: r.try_get("prev_owner")?,
         last_error: r.try_get("last_error")?,
         done_at: r.try_get("done_at")?,
+        approved: r.try_get::<i64, _>("approved")? != 0,
     })
 }

@@ -14,6 +14,7 @@
 mod actions;
 mod migrations;
 mod models;
+mod operator;
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub use models::{
     ActionDetail, ActionRecord, AuditEntry, EventRecord, Ingested, NewAction, NewDelivery,
     NewEvent, WfUserRef,
 };
+pub use operator::{Brake, Gate, OpChange, OpError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -108,6 +108,8 @@ pub struct ActionRecord {
     pub prev_owner: Option<String>,
     pub last_error: Option<String>,
     pub done_at: Option<i64>,
+    /// An operator approved it: safety holds no longer apply.
+    pub approved: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

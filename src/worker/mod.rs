@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::store::Store;
 use crate::workfront;
 
@@ -45,6 +47,18 @@ pub(crate) struct Ctx {
     pub settings: Arc<Settings>,
     pub owner: String,
     pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    pub notifier: Notifier,
+}
+
+/// The handles a worker shares with the rest of the service.
+pub struct Shared {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    pub notifier: Notifier,
+    pub wake: Arc<Notify>,
 }
 
 pub struct Worker {
@@ -56,22 +70,27 @@ pub struct Worker {
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 impl Worker {
-    pub fn new(
-        store: Store,
-        client: workfront::Client,
-        settings: Arc<Settings>,
-        health: Arc<Health>,
-        wake: Arc<Notify>,
-    ) -> Worker {
+    pub fn new(shared: Shared, client: workfront::Client) -> Worker {
         let owner = format!("worker-{}", uuid::Uuid::now_v7().simple());
+        let Shared {
+            store,
+            settings,
+            health,
+            metrics,
+            notifier,
+            wake,
+        } = shared;
+        let ctx = Ctx {
+            store,
+            client,
+            settings,
+            owner,
+            health,
+            metrics,
+            notifier,
+        };
         Worker {
-            ctx: Arc::new(Ctx {
-                store,
-                client,
-                settings,
-                owner,
-                health,
-            }),
+            ctx: Arc::new(ctx),
             wake,
         }
     }

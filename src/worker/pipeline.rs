@@ -12,7 +12,7 @@ use super::Ctx;
 use crate::config::Identifier;
 use crate::domain::{mask_email, ActionKind, Reason, Status};
 use crate::safety::{self, Decision};
-use crate::store::{ActionRecord, AuditEntry, Update, WfUserRef};
+use crate::store::{ActionRecord, AuditEntry, Brake, Gate, Update, WfUserRef};
 use crate::workfront::{Call, Exchange, Failure, FailureClass, User};
 
 /// What matching found.
@@ -112,7 +112,7 @@ impl Attempt<'_> {
 
         // 2. Safety.
         let settings = &self.ctx.settings;
-        match safety::decide(&settings.safety, kind, &user, false) {
+        match safety::decide(&settings.safety, kind, &user, self.action.approved) {
             Decision::Proceed => self.step(
                 "safety_passed",
                 json!({ "dry_run": settings.safety.dry_run }),
@@ -146,20 +146,45 @@ impl Attempt<'_> {
                 .await;
         }
 
-        // 4. Write: remember first that a write may reach Workfront.
-        let before = Update {
-            write_sent: Some(true),
-            ..matched.clone()
-        };
+        // 4. Write: pass the brake and remember that a write may reach Workfront, atomically.
+        let brake = (kind == ActionKind::Deactivate && !self.action.approved).then(|| Brake {
+            max: settings.safety.brake_max,
+            window_ms: settings.safety.brake_window.as_millis() as i64,
+        });
         let audit = std::mem::take(&mut self.audit);
-        if !self
+        let gate = self
             .ctx
             .store
-            .record(&self.action.id, &self.ctx.owner, &before, &audit)
-            .await?
-        {
-            tracing::warn!("lease lost before the write; another worker has the action");
-            return Ok(());
+            .begin_write(&self.action.id, &self.ctx.owner, &matched, &audit, brake)
+            .await?;
+        match gate {
+            Gate::Proceed => {}
+            Gate::LeaseLost => {
+                tracing::warn!("lease lost before the write; another worker has the action");
+                return Ok(());
+            }
+            Gate::Braked { first, recent } => {
+                tracing::warn!(deactivations_in_window = recent, "brake: action held");
+                self.ctx
+                    .metrics
+                    .action(kind, Status::Held, Reason::RateBrake);
+                if first {
+                    let text = format!(
+                        "offboard: the mass-deactivation brake engaged after {recent} deactivations within {} \
+                         (safety.brake_max = {}). Further deactivations are held until an operator releases them \
+                         (POST /admin/v1/brake/release).",
+                        crate::cli::fmt_duration(settings.safety.brake_window),
+                        settings.safety.brake_max
+                    );
+                    self.ctx.notifier.send(
+                        text,
+                        Some(&self.action.id),
+                        Some("held"),
+                        Some("rate_brake"),
+                    );
+                }
+                return Ok(());
+            }
         }
         self.action.write_sent = true;
         let level = if want_active {
@@ -174,6 +199,9 @@ impl Attempt<'_> {
             .await;
         match self.take(call) {
             Ok(after) => {
+                let lag =
+                    (jiff::Timestamp::now().as_millisecond() - self.action.due_at) as f64 / 1000.0;
+                self.ctx.metrics.effective_to_done(lag);
                 self.step(
                     "written",
                     json!({ "isActive": after.is_active, "verified": true }),
@@ -234,9 +262,27 @@ impl Attempt<'_> {
     /// Records the exchange and notes whether the credentials work.
     fn take<T>(&mut self, call: Call<T>) -> Result<T, Failure> {
         self.exchange(&call.exchange);
+        let outcome = match &call.result {
+            Ok(_) => "ok",
+            Err(f) => f.code(),
+        };
+        self.ctx.metrics.workfront_request(
+            call.exchange.op,
+            outcome,
+            call.exchange.millis as f64 / 1000.0,
+        );
         let health = &self.ctx.health.workfront_auth_failing;
         match &call.result {
-            Err(Failure::Auth { .. }) => health.store(true, std::sync::atomic::Ordering::Relaxed),
+            Err(Failure::Auth { message, .. }) => {
+                if !health.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    self.ctx.notifier.send(
+                        format!("offboard: Workfront refuses the credentials ({message}). Deactivations wait and resume by themselves once they work again."),
+                        Some(&self.action.id),
+                        Some("pending"),
+                        Some("workfront_auth"),
+                    );
+                }
+            }
             // Any answer that is not an auth refusal proves the credentials.
             Err(_) if call.exchange.status.is_none() => {}
             _ => health.store(false, std::sync::atomic::Ordering::Relaxed),
@@ -331,7 +377,30 @@ impl Attempt<'_> {
         update.reason = Some(Some(reason));
         update.release = true;
         update.done = status.is_terminal();
-        self.save(update).await
+        self.save(update).await?;
+        self.ctx.metrics.action(self.action.kind, status, reason);
+        if matches!(status, Status::Held | Status::Failed) {
+            let who = self
+                .action
+                .email
+                .clone()
+                .or_else(|| self.action.employee_id.clone())
+                .unwrap_or_default();
+            let who = crate::telemetry::show_email(&who, self.ctx.settings.log.pii);
+            self.ctx.notifier.send(
+                format!(
+                    "offboard: {} of {who} is {}/{} (action {})",
+                    self.action.kind.as_str(),
+                    status.as_str(),
+                    reason.as_str(),
+                    self.action.id
+                ),
+                Some(&self.action.id),
+                Some(status.as_str()),
+                Some(reason.as_str()),
+            );
+        }
+        Ok(())
     }
 
     async fn save(&mut self, update: Update) -> Result<(), crate::store::StoreError> {

@@ -253,7 +253,7 @@ async fn the_employee_id_can_live_in_a_custom_field_and_the_key_in_the_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_concurrency_cap_is_never_exceeded() {
-    let mut opts = options("[workfront]\nmax_concurrency = 3");
+    let mut opts = options("[workfront]\nmax_concurrency = 3\n[safety]\nbrake_max = 1000");
     let mut users = Vec::new();
     for i in 0..30 {
         users.push(serde_json::from_value(serde_json::json!({

@@ -1,0 +1,185 @@
+//! Operators steering actions: approve (also resolving an ambiguous match), retry, cancel, and
+//! releasing the brake. Each change is refused with 409 when the action's status does not allow
+//! it, and is audited with what was done, by whom (the optional `operator` field) and the request id.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::admin::{check_token, detail_json};
+use super::error::current_request_id;
+use super::{ApiError, AppState};
+use crate::domain::{Reason, Status};
+use crate::store::{AuditEntry, OpChange, OpError, WfUserRef};
+
+/// The optional body of the operator endpoints.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpBody {
+    /// Approve only: the Workfront user to act on (required for an ambiguous match).
+    workfront_user_id: Option<String>,
+    /// Approve only: allow a user that is not among the candidates (audited).
+    #[serde(default)]
+    r#override: bool,
+    /// Who did it, for the audit trail.
+    operator: Option<String>,
+    note: Option<String>,
+}
+
+fn op_body(body: &Bytes) -> Result<OpBody, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(OpBody::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
+}
+
+fn audit(step: &str, body: &OpBody, extra: Value) -> AuditEntry {
+    let mut detail =
+        json!({"operator": body.operator, "note": body.note, "request_id": current_request_id()});
+    if let (Value::Object(d), Value::Object(e)) = (&mut detail, extra) {
+        d.extend(e);
+    }
+    AuditEntry::now(step, detail)
+}
+
+async fn apply(
+    app: &AppState,
+    id: &str,
+    change: OpChange,
+    entry: AuditEntry,
+    verb: &str,
+) -> Result<Json<Value>, ApiError> {
+    match app.store.operator_change(id, &change, entry).await {
+        Ok(_) => {
+            app.wake.notify_one();
+            let detail = app.store.get_action(id).await?.ok_or(ApiError::Internal)?;
+            tracing::info!(action_id = %id, operation = verb, "operator change applied");
+            Ok(Json(detail_json(&detail)))
+        }
+        Err(OpError::NotFound) => Err(ApiError::NotFound(format!("no action {id:?}"))),
+        Err(OpError::Conflict(status)) => Err(ApiError::Conflict(conflict_message(verb, status))),
+        Err(OpError::Store(e)) => Err(e.into()),
+    }
+}
+
+fn conflict_message(verb: &str, status: Status) -> String {
+    let allowed = match verb {
+        "approve" => "held",
+        "retry" => "failed",
+        _ => "scheduled, pending, held or failed",
+    };
+    format!("cannot {verb} an action that is {status}; only {allowed} actions can be")
+}
+
+pub async fn approve(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_token(&app, &headers)?;
+    let body = op_body(&body)?;
+    let detail = app
+        .store
+        .get_action(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no action {id:?}")))?;
+    let action = &detail.action;
+    if action.status != Status::Held {
+        return Err(ApiError::Conflict(conflict_message(
+            "approve",
+            action.status,
+        )));
+    }
+    let chosen = body
+        .workfront_user_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let user: Option<WfUserRef> = match (action.reason, chosen) {
+        (Some(Reason::AmbiguousMatch), None) => {
+            return Err(ApiError::BadRequest(
+                "an ambiguous match needs {\"workfront_user_id\": \"<one of the candidates>\"}"
+                    .into(),
+            ))
+        }
+        (_, None) => None,
+        (_, Some(uid)) => {
+            let known = action
+                .candidates
+                .iter()
+                .chain(action.user.iter())
+                .find(|c| c.id == uid)
+                .cloned();
+            match (known, body.r#override) {
+                (Some(c), _) => Some(c),
+                (None, true) => Some(WfUserRef { id: uid.to_string(), name: None, email: None }),
+                (None, false) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "{uid:?} is not a candidate of this action; send \"override\": true to act on it anyway"
+                    )))
+                }
+            }
+        }
+    };
+    let entry = audit(
+        "operator_approved",
+        &body,
+        json!({"previous_reason": action.reason.map(|r| r.as_str()), "workfront_user_id": user.as_ref().map(|u| u.id.clone()),
+               "override": body.r#override && user.is_some()}),
+    );
+    apply(&app, &id, OpChange::Approve { user }, entry, "approve").await
+}
+
+pub async fn retry(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_token(&app, &headers)?;
+    let body = op_body(&body)?;
+    let entry = audit(
+        "operator_retry",
+        &body,
+        json!({"retry_budget": app.settings.retry.max_attempts()}),
+    );
+    apply(&app, &id, OpChange::Retry, entry, "retry").await
+}
+
+pub async fn cancel(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_token(&app, &headers)?;
+    let body = op_body(&body)?;
+    let entry = audit("operator_cancelled", &body, json!({}));
+    apply(&app, &id, OpChange::Cancel, entry, "cancel").await
+}
+
+/// `POST /admin/v1/brake/release`: approves everything the brake holds.
+pub async fn release_brake(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_token(&app, &headers)?;
+    let body = op_body(&body)?;
+    if body.workfront_user_id.is_some() || body.r#override {
+        return Err(ApiError::BadRequest(
+            "brake release takes only operator and note".into(),
+        ));
+    }
+    let ids = app
+        .store
+        .release_brake(audit("brake_released", &body, json!({})))
+        .await?;
+    app.wake.notify_one();
+    tracing::warn!(released = ids.len(), "operator released the brake");
+    Ok(Json(json!({"released": ids.len(), "actions": ids})))
+}

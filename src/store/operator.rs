@@ -1,0 +1,298 @@
+//! The write gate with the mass-deactivation brake, and the operators' changes.
+//!
+//! The brake counts deactivation writes started within the sliding window, in the store, so the
+//! count survives restarts and is shared by replicas. Counting and marking the write happen in one
+//! transaction; on PostgreSQL an advisory lock serialises that transaction across replicas (on
+//! SQLite the single writer does).
+
+use sqlx::Row;
+
+use super::actions::{action_from_row, append_audit, Update, ACTION_COLS};
+use super::models::{ActionRecord, AuditEntry, WfUserRef};
+use super::{Backend, Store, StoreError};
+use crate::domain::{Reason, Status};
+
+/// An arbitrary, fixed key for the brake's advisory lock.
+const BRAKE_LOCK: i64 = 0x0ff_b0a2d;
+
+/// The brake's limit for one write.
+#[derive(Debug, Clone, Copy)]
+pub struct Brake {
+    pub max: u32,
+    pub window_ms: i64,
+}
+
+/// What the write gate decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Marked as written (write_sent, write_at): go ahead.
+    Proceed,
+    /// Held by the brake; `first` when this hold engaged it (notify once per engagement).
+    Braked { first: bool, recent: i64 },
+    /// Another worker holds the action now.
+    LeaseLost,
+}
+
+/// Why an operator's change was refused.
+#[derive(Debug)]
+pub enum OpError {
+    NotFound,
+    /// The action is not in a status that allows this change; the current status is given.
+    Conflict(Status),
+    Store(StoreError),
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        OpError::Store(e)
+    }
+}
+impl From<sqlx::Error> for OpError {
+    fn from(e: sqlx::Error) -> Self {
+        OpError::Store(e.into())
+    }
+}
+
+/// An operator's change to one action.
+#[derive(Debug, Clone)]
+pub enum OpChange {
+    /// Held → pending, approved (and the chosen user, for an ambiguous match).
+    Approve { user: Option<WfUserRef> },
+    /// Failed → pending with a fresh retry budget.
+    Retry,
+    /// Scheduled, pending, held or failed → cancelled/operator.
+    Cancel,
+}
+
+impl OpChange {
+    fn allowed(&self) -> &'static [Status] {
+        match self {
+            OpChange::Approve { .. } => &[Status::Held],
+            OpChange::Retry => &[Status::Failed],
+            OpChange::Cancel => &[
+                Status::Scheduled,
+                Status::Pending,
+                Status::Held,
+                Status::Failed,
+            ],
+        }
+    }
+}
+
+impl Store {
+    /// Checks the brake (when given) and, if the write may go ahead, marks it as sent, all in one
+    /// transaction. `update` and `audit` are recorded either way.
+    pub async fn begin_write(
+        &self,
+        id: &str,
+        owner: &str,
+        update: &Update,
+        audit: &[AuditEntry],
+        brake: Option<Brake>,
+    ) -> Result<Gate, StoreError> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(BRAKE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut recent = 0;
+        if let Some(b) = brake {
+            recent = sqlx::query(
+                "SELECT COUNT(*) AS n FROM actions WHERE kind = 'deactivate' AND write_at >= $1",
+            )
+            .bind(now - b.window_ms)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get::<i64, _>("n")?;
+            if recent >= i64::from(b.max) {
+                let held = sqlx::query(
+                    "UPDATE actions SET status = 'held', reason = 'rate_brake', lease_owner = NULL, lease_until = NULL, \
+                     wf_user_id = COALESCE($3, wf_user_id), wf_user_name = COALESCE($4, wf_user_name), \
+                     wf_user_email = COALESCE($5, wf_user_email), updated_at = $6 WHERE id = $1 AND lease_owner = $2",
+                )
+                .bind(id)
+                .bind(owner)
+                .bind(update.user.as_ref().map(|u| u.id.clone()))
+                .bind(update.user.as_ref().and_then(|u| u.name.clone()))
+                .bind(update.user.as_ref().and_then(|u| u.email.clone()))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if held == 0 {
+                    tx.rollback().await?;
+                    return Ok(Gate::LeaseLost);
+                }
+                let first = sqlx::query(
+                    "UPDATE brake SET engaged = 1, engaged_at = $1 WHERE id = 1 AND engaged = 0",
+                )
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                let mut entries = audit.to_vec();
+                entries.push(AuditEntry::now(
+                    "safety_hold",
+                    serde_json::json!({"reason": "rate_brake", "deactivations_in_window": recent, "brake_max": b.max,
+                        "brake_window_ms": b.window_ms, "brake_newly_engaged": first}),
+                ));
+                entries.push(AuditEntry::now(
+                    "finished",
+                    serde_json::json!({"status": "held", "reason": "rate_brake"}),
+                ));
+                append_audit(&mut tx, id, &entries).await?;
+                tx.commit().await?;
+                return Ok(Gate::Braked { first, recent });
+            }
+            // Deactivations flow again: the engagement, if any, is over.
+            sqlx::query(
+                "UPDATE brake SET engaged = 0, engaged_at = NULL WHERE id = 1 AND engaged = 1",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        let marked = sqlx::query(
+            "UPDATE actions SET write_sent = 1, write_at = $3, wf_user_id = COALESCE($4, wf_user_id), \
+             wf_user_name = COALESCE($5, wf_user_name), wf_user_email = COALESCE($6, wf_user_email), updated_at = $3 \
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(now)
+        .bind(update.user.as_ref().map(|u| u.id.clone()))
+        .bind(update.user.as_ref().and_then(|u| u.name.clone()))
+        .bind(update.user.as_ref().and_then(|u| u.email.clone()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 0 {
+            tx.rollback().await?;
+            return Ok(Gate::LeaseLost);
+        }
+        let mut entries = audit.to_vec();
+        if brake.is_some() {
+            entries.push(AuditEntry::now(
+                "brake_checked",
+                serde_json::json!({"deactivations_in_window": recent}),
+            ));
+        }
+        append_audit(&mut tx, id, &entries).await?;
+        tx.commit().await?;
+        Ok(Gate::Proceed)
+    }
+
+    /// Applies an operator's change if the action's status allows it, with its audit entry.
+    pub async fn operator_change(
+        &self,
+        id: &str,
+        change: &OpChange,
+        audit: AuditEntry,
+    ) -> Result<ActionRecord, OpError> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let mut tx = self.pool.begin().await?;
+        let sql = format!("SELECT {ACTION_COLS} FROM actions WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(OpError::NotFound)?;
+        let current = action_from_row(&row)?;
+        if !change.allowed().contains(&current.status) {
+            tx.rollback().await?;
+            return Err(OpError::Conflict(current.status));
+        }
+        let q = match change {
+            OpChange::Approve { user } => sqlx::query(
+                "UPDATE actions SET status = 'pending', reason = NULL, approved = 1, run_at = $2, updated_at = $2, \
+                 wf_user_id = COALESCE($3, wf_user_id), wf_user_name = CASE WHEN $3 IS NULL THEN wf_user_name ELSE $4 END, \
+                 wf_user_email = CASE WHEN $3 IS NULL THEN wf_user_email ELSE $5 END WHERE id = $1 AND status = $6",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(user.as_ref().map(|u| u.id.clone()))
+            .bind(user.as_ref().and_then(|u| u.name.clone()))
+            .bind(user.as_ref().and_then(|u| u.email.clone()))
+            .bind(current.status.as_str()),
+            OpChange::Retry => sqlx::query(
+                "UPDATE actions SET status = 'pending', reason = NULL, attempts = 0, run_at = $2, updated_at = $2, done_at = NULL \
+                 WHERE id = $1 AND status = $3",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(current.status.as_str()),
+            OpChange::Cancel => sqlx::query(
+                "UPDATE actions SET status = 'cancelled', reason = 'operator', updated_at = $2, done_at = $2 WHERE id = $1 AND status = $3",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(current.status.as_str()),
+        };
+        if q.execute(&mut *tx).await?.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Err(OpError::Conflict(current.status));
+        }
+        append_audit(&mut tx, id, std::slice::from_ref(&audit)).await?;
+        let row = sqlx::query(&sql).bind(id).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(action_from_row(&row)?)
+    }
+
+    /// Approves every action held by the brake and disengages it; returns their ids.
+    pub async fn release_brake(&self, audit: AuditEntry) -> Result<Vec<String>, StoreError> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query(
+            "UPDATE actions SET status = 'pending', reason = NULL, approved = 1, run_at = $1, updated_at = $1 \
+             WHERE status = 'held' AND reason = 'rate_brake' RETURNING id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, _>>()?;
+        for id in &ids {
+            append_audit(&mut tx, id, std::slice::from_ref(&audit)).await?;
+        }
+        sqlx::query("UPDATE brake SET engaged = 0, engaged_at = NULL WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Whether the brake is engaged now.
+    pub async fn brake_engaged(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT engaged FROM brake WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<i64, _>("engaged"))
+            .transpose()?
+            .unwrap_or(0)
+            != 0)
+    }
+
+    /// How many actions wait in each non-terminal status.
+    pub async fn waiting_counts(&self) -> Result<Vec<(Status, Option<Reason>, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, reason, COUNT(*) AS n FROM actions WHERE status IN ('scheduled', 'pending', 'in_progress', 'held') \
+             GROUP BY status, reason",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let status: String = r.try_get("status")?;
+            let reason: Option<String> = r.try_get("reason")?;
+            if let Ok(s) = status.parse() {
+                out.push((s, reason.and_then(|x| x.parse().ok()), r.try_get("n")?));
+            }
+        }
+        Ok(out)
+    }
+}
