@@ -10,6 +10,7 @@
 //!
 //! [`Application::build`] wires it all for `main`, the demo and the tests.
 
+pub mod admin_client;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -47,6 +47,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Operator commands over the admin API (OFFBOARD_URL, OFFBOARD_ADMIN_TOKEN).
+    #[command(subcommand)]
+    Actions(offboard::admin_client::ActionsCommand),
     /// Print the headers source NAME expects for the body on standard input (for curl).
     Sign {
         #[arg(long)]
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
             }
             Command::Healthcheck { url } => offboard::cli::healthcheck(&url).await,
             Command::Migrate { config } => offboard::cli::migrate(config.as_deref()).await,
+            Command::Actions(cmd) => offboard::admin_client::run(cmd).await,
             Command::Sign { source, config } => offboard::cli::sign(config.as_deref(), &source),
         }
     })

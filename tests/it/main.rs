@@ -3,5 +3,6 @@
 mod admin;
 mod cli;
 mod harness;
+mod operator;
 mod pipeline;
 mod webhooks;
