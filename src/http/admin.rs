@@ -9,16 +9,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::ExposeSecret;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::current_request_id;
+use super::openapi::{ActionList, ActionView, EmployeeData, ErrorBody};
 use super::{ApiError, AppState};
 use crate::domain::{new_id, Event, EventType, Reason, Status};
 use crate::intake::{self, Incoming};
 use crate::sources::standard::parse_data;
-use crate::store::{from_ms, ActionDetail, ActionFilter, ActionRecord, Ingested};
+use crate::store::{ActionDetail, ActionFilter, ActionRecord, Ingested};
 
 /// The source name recorded for actions created through the admin API.
 pub const ADMIN_SOURCE: &str = "admin";
@@ -47,11 +48,26 @@ pub fn check_token(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
     }
 }
 
+#[utoipa::path(get, path = "/admin/v1/actions", tag = "admin", security(("admin_token" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "scheduled, pending, in_progress, succeeded, skipped, held, cancelled, failed"),
+        ("reason" = Option<String>, Query, description = "a reason of SPEC §6"),
+        ("source" = Option<String>, Query, description = "a configured source name, or admin"),
+        ("employee" = Option<String>, Query, description = "employee id, or email (case-insensitive)"),
+        ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, body = ActionList),
+        (status = 400, description = "bad_request: an unknown parameter or value", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "admin_disabled", body = ErrorBody),
+    ))]
 pub async fn list(
     State(app): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActionList>, ApiError> {
     check_token(&app, &headers)?;
     let known = ["status", "reason", "source", "employee", "limit", "cursor"];
     if let Some(k) = q.keys().find(|k| !known.contains(&k.as_str())) {
@@ -101,17 +117,25 @@ pub async fn list(
     let next_cursor = (actions.len() as u32 == filter.limit)
         .then(|| actions.last().map(|a| a.id.clone()))
         .flatten();
-    Ok(Json(json!({
-        "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
-    })))
+    Ok(Json(ActionList {
+        actions: actions.iter().map(action_json).collect(),
+        next_cursor,
+    }))
 }
 
+#[utoipa::path(get, path = "/admin/v1/actions/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "act_...")),
+    responses(
+        (status = 200, description = "the action with its events and audit trail", body = ActionView),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "admin_disabled", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+    ))]
 pub async fn show(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActionView>, ApiError> {
     check_token(&app, &headers)?;
     let detail = app
         .store
@@ -122,6 +146,16 @@ pub async fn show(
 }
 
 /// `POST /admin/v1/actions`: a manual deactivation; the body is the `data` object of SPEC §4.1.
+#[utoipa::path(post, path = "/admin/v1/actions", tag = "admin", security(("admin_token" = [])),
+    request_body = EmployeeData,
+    responses(
+        (status = 202, description = "the new deactivation", body = ActionView),
+        (status = 400, description = "malformed_payload", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "admin_disabled", body = ErrorBody),
+        (status = 422, description = "invalid_event: no identifier or a bad date", body = ErrorBody),
+        (status = 503, description = "unavailable", body = ErrorBody),
+    ))]
 pub async fn create(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -166,34 +200,15 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(detail_json(&detail))).into_response())
 }
 
-fn ts(ms: i64) -> String {
-    from_ms(ms).to_string()
+/// An action as the API shows it (SPEC §6), without events and audit.
+pub fn action_json(a: &ActionRecord) -> ActionView {
+    ActionView::of(a)
 }
 
-/// An action as the API shows it (SPEC §6).
-pub fn action_json(a: &ActionRecord) -> Value {
-    json!({
-        "id": a.id,
-        "kind": a.kind.as_str(),
-        "status": a.status.as_str(),
-        "reason": a.reason.map(|r| r.as_str()),
-        "due_at": ts(a.due_at),
-        "next_attempt_at": matches!(a.status, Status::Pending | Status::Scheduled).then(|| ts(a.run_at)),
-        "created_at": ts(a.created_at),
-        "updated_at": ts(a.updated_at),
-        "done_at": a.done_at.map(ts),
-        "source": a.source,
-        "employee": {"employee_id": a.employee_id, "email": a.email, "name": a.employee_name},
-        "workfront_user": a.user,
-        "candidates": a.candidates,
-        "attempts": a.attempts,
-        "last_error": a.last_error,
-    })
-}
-
-pub fn detail_json(d: &ActionDetail) -> Value {
-    let mut v = action_json(&d.action);
-    v["events"] = json!(d.events);
-    v["audit"] = json!(d.audit);
+/// An action with its events and audit trail.
+pub fn detail_json(d: &ActionDetail) -> ActionView {
+    let mut v = ActionView::of(&d.action);
+    v.events = Some(d.events.clone());
+    v.audit = Some(d.audit.clone());
     v
 }

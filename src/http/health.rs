@@ -9,10 +9,15 @@ use serde_json::json;
 
 use super::AppState;
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process answers")))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "ready or degraded", body = super::openapi::Readiness),
+    (status = 503, description = "unavailable: the database cannot be reached", body = super::openapi::Readiness),
+))]
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let auth = if app.health.auth_failing() {
         "failing"
@@ -44,6 +49,7 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /metrics`: Prometheus text exposition (OpenMetrics flavour).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let body = app.metrics.render(&app.store).await;
     (

@@ -5,12 +5,14 @@
 //! | `POST /webhooks/{source}` | [`webhooks`] |
 //! | `/admin/v1/...` | [`admin`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`health`] |
+//! | `GET /openapi.json` | [`openapi`] |
 //!
 //! Handlers are thin: verify, parse, store in one transaction, answer. None calls Workfront.
 
 pub mod admin;
 pub mod error;
 pub mod health;
+pub mod openapi;
 pub mod operator;
 pub mod webhooks;
 
@@ -21,10 +23,14 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
+use axum::Json;
 use axum::Router;
 use tokio::sync::Notify;
 use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -45,17 +51,24 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let timeout = state.settings.server.request_timeout;
-    Router::new()
-        .route("/webhooks/{source}", post(webhooks::receive))
-        .route("/admin/v1/actions", get(admin::list).post(admin::create))
-        .route("/admin/v1/actions/{id}", get(admin::show))
-        .route("/admin/v1/actions/{id}/approve", post(operator::approve))
-        .route("/admin/v1/actions/{id}/retry", post(operator::retry))
-        .route("/admin/v1/actions/{id}/cancel", post(operator::cancel))
-        .route("/admin/v1/brake/release", post(operator::release_brake))
-        .route("/metrics", get(health::metrics))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+    let (routes, api) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(webhooks::receive))
+        .routes(routes!(admin::list, admin::create))
+        .routes(routes!(admin::show))
+        .routes(routes!(operator::approve))
+        .routes(routes!(operator::retry))
+        .routes(routes!(operator::cancel))
+        .routes(routes!(operator::release_brake))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .split_for_parts();
+    let document = Arc::new(api);
+    routes
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(document.clone()) }),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.settings.server.max_body_bytes))

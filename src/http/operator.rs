@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::admin::{check_token, detail_json};
 use super::error::current_request_id;
+use super::openapi::{ActionView, BrakeReleased, ErrorBody, OperatorBody};
 use super::{ApiError, AppState};
 use crate::domain::{Reason, Status};
 use crate::store::{AuditEntry, OpChange, OpError, WfUserRef};
@@ -51,7 +52,7 @@ async fn apply(
     change: OpChange,
     entry: AuditEntry,
     verb: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActionView>, ApiError> {
     match app.store.operator_change(id, &change, entry).await {
         Ok(_) => {
             app.wake.notify_one();
@@ -74,12 +75,23 @@ fn conflict_message(verb: &str, status: Status) -> String {
     format!("cannot {verb} an action that is {status}; only {allowed} actions can be")
 }
 
+#[utoipa::path(post, path = "/admin/v1/actions/{id}/approve", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "act_...")),
+    request_body(content = OperatorBody, description = "optional"),
+    responses(
+        (status = 200, description = "the action after the change", body = ActionView),
+        (status = 400, description = "bad_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "admin_disabled", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "conflict: the status does not allow it", body = ErrorBody),
+    ))]
 pub async fn approve(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActionView>, ApiError> {
     check_token(&app, &headers)?;
     let body = op_body(&body)?;
     let detail = app
@@ -134,12 +146,23 @@ pub async fn approve(
     apply(&app, &id, OpChange::Approve { user }, entry, "approve").await
 }
 
+#[utoipa::path(post, path = "/admin/v1/actions/{id}/retry", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "act_...")),
+    request_body(content = OperatorBody, description = "optional"),
+    responses(
+        (status = 200, description = "the action after the change", body = ActionView),
+        (status = 400, description = "bad_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "admin_disabled", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "conflict: the status does not allow it", body = ErrorBody),
+    ))]
 pub async fn retry(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActionView>, ApiError> {
     check_token(&app, &headers)?;
     let body = op_body(&body)?;
     let entry = audit(
@@ -150,12 +173,23 @@ pub async fn retry(
     apply(&app, &id, OpChange::Retry, entry, "retry").await
 }
 
+#[utoipa::path(post, path = "/admin/v1/actions/{id}/cancel", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "act_...")),
+    request_body(content = OperatorBody, description = "optional"),
+    responses(
+        (status = 200, description = "the action after the change", body = ActionView),
+        (status = 400, description = "bad_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "admin_disabled", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "conflict: the status does not allow it", body = ErrorBody),
+    ))]
 pub async fn cancel(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActionView>, ApiError> {
     check_token(&app, &headers)?;
     let body = op_body(&body)?;
     let entry = audit("operator_cancelled", &body, json!({}));
@@ -163,11 +197,19 @@ pub async fn cancel(
 }
 
 /// `POST /admin/v1/brake/release`: approves everything the brake holds.
+#[utoipa::path(post, path = "/admin/v1/brake/release", tag = "admin", security(("admin_token" = [])),
+    request_body(content = OperatorBody, description = "optional: operator and note"),
+    responses(
+        (status = 200, body = BrakeReleased),
+        (status = 400, description = "bad_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "admin_disabled", body = ErrorBody),
+    ))]
 pub async fn release_brake(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BrakeReleased>, ApiError> {
     check_token(&app, &headers)?;
     let body = op_body(&body)?;
     if body.workfront_user_id.is_some() || body.r#override {
@@ -181,5 +223,8 @@ pub async fn release_brake(
         .await?;
     app.wake.notify_one();
     tracing::warn!(released = ids.len(), "operator released the brake");
-    Ok(Json(json!({"released": ids.len(), "actions": ids})))
+    Ok(Json(BrakeReleased {
+        released: ids.len(),
+        actions: ids,
+    }))
 }

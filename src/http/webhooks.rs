@@ -18,6 +18,26 @@ use crate::intake::{self, Incoming};
 use crate::sources::{self, Parsed};
 use crate::store::Ingested;
 
+#[utoipa::path(post, path = "/webhooks/{source}", tag = "webhooks",
+    params(
+        ("source" = String, Path, description = "a configured [sources.<name>]"),
+        ("webhook-id" = Option<String>, Header, description = "Standard Webhooks: unique per event; the dedupe key"),
+        ("webhook-timestamp" = Option<String>, Header, description = "Standard Webhooks: Unix seconds of the attempt"),
+        ("webhook-signature" = Option<String>, Header, description = "Standard Webhooks: v1,<base64 HMAC-SHA256>, space-separated"),
+        ("Authorization" = Option<String>, Header, description = "Bearer or Basic, for sources with auth = bearer|basic"),
+    ),
+    request_body(content = super::openapi::StandardDelivery, content_type = "application/json"),
+    responses(
+        (status = 202, description = "accepted: stored, actions created", body = super::openapi::DeliveryAnswer),
+        (status = 200, description = "duplicate or ignored", body = super::openapi::DeliveryAnswer),
+        (status = 400, description = "malformed_payload", body = super::openapi::ErrorBody),
+        (status = 401, description = "missing_signature, invalid_signature, timestamp_out_of_tolerance, invalid_token", body = super::openapi::ErrorBody),
+        (status = 404, description = "unknown_source", body = super::openapi::ErrorBody),
+        (status = 413, description = "payload_too_large", body = super::openapi::ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = super::openapi::ErrorBody),
+        (status = 422, description = "invalid_event", body = super::openapi::ErrorBody),
+        (status = 503, description = "unavailable: retry", body = super::openapi::ErrorBody),
+    ))]
 pub async fn receive(
     State(app): State<AppState>,
     Path(source): Path<String>,

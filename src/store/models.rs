@@ -55,7 +55,7 @@ pub enum Ingested {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct WfUserRef {
     #[serde(rename = "ID")]
     pub id: String,
@@ -66,11 +66,13 @@ pub struct WfUserRef {
 }
 
 /// One step in an action's audit trail.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// RFC 3339.
     pub at: String,
     pub step: String,
+    /// What was decided, sent and answered (secrets excluded).
+    #[schema(value_type = Object)]
     pub detail: Value,
 }
 
@@ -112,7 +114,7 @@ pub struct ActionRecord {
     pub approved: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventRecord {
     pub id: String,
     pub delivery_id: String,

@@ -161,3 +161,83 @@ fn help_lists_every_command() {
         assert!(text.contains(cmd), "{cmd} missing from --help");
     }
 }
+
+async fn actions_cli(app: &TestApp, args: &[&str], token: Option<&str>) -> std::process::Output {
+    let mut cmd = offboard();
+    cmd.arg("actions")
+        .args(args)
+        .env("OFFBOARD_URL", &app.base)
+        .env_remove("OFFBOARD_ADMIN_TOKEN");
+    if let Some(t) = token {
+        cmd.env("OFFBOARD_ADMIN_TOKEN", t);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_actions_cli_lists_shows_and_approves_against_a_running_instance() {
+    let app = spawn_app().await;
+    let id = app.terminate(Some("E-1001"), None).await;
+    app.wait_for_status(&id, "held").await;
+
+    let list = actions_cli(&app, &["list", "--status", "held"], Some(ADMIN_TOKEN)).await;
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.starts_with("ID"), "{text}");
+    assert!(text.contains(&id) && text.contains("admin_user"), "{text}");
+
+    let json = actions_cli(&app, &["list", "--json"], Some(ADMIN_TOKEN)).await;
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["actions"][0]["id"], id.as_str());
+
+    let approve = actions_cli(
+        &app,
+        &[
+            "approve",
+            &id,
+            "--operator",
+            "dana",
+            "--note",
+            "confirmed with HR",
+        ],
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert!(
+        approve.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approve.stderr)
+    );
+    app.wait_for_status(&id, "succeeded").await;
+
+    let show = actions_cli(&app, &["show", &id], Some(ADMIN_TOKEN)).await;
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains("operator_approved") && text.contains("dana"),
+        "{text}"
+    );
+    assert!(text.contains("succeeded/deactivated"), "{text}");
+}
+
+#[tokio::test]
+async fn the_actions_cli_reports_refusals_and_a_missing_token() {
+    let app = spawn_app().await;
+    let id = app.terminate(Some("E-1043"), None).await;
+    app.wait_for_status(&id, "succeeded").await;
+    let retry = actions_cli(&app, &["retry", &id], Some(ADMIN_TOKEN)).await;
+    assert_eq!(retry.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&retry.stderr).contains("conflict"));
+    let wrong = actions_cli(&app, &["list"], Some("wrong")).await;
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("unauthorized"));
+    let none = actions_cli(&app, &["list"], None).await;
+    assert_eq!(none.status.code(), Some(2));
+    let release = actions_cli(&app, &["release-brake"], Some(ADMIN_TOKEN)).await;
+    assert!(String::from_utf8_lossy(&release.stdout).contains("released 0"));
+}

@@ -1,0 +1,204 @@
+//! `GET /openapi.json` describes every endpoint, and what the endpoints answer is documented.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "$ref" {
+                    out.push(x.as_str().unwrap_or("").to_string());
+                }
+                refs(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_valid_and_covers_every_endpoint() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(doc["info"]["title"], "offboard");
+    let mut served = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                served.insert(format!("{} {path}", method.to_uppercase()));
+                let responses = op["responses"].as_object().unwrap();
+                assert!(
+                    !responses.is_empty(),
+                    "{method} {path} documents no response"
+                );
+                if path.starts_with("/admin") {
+                    assert!(
+                        op["security"].to_string().contains("admin_token"),
+                        "{method} {path} lacks security"
+                    );
+                }
+            }
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "POST /webhooks/{source}",
+        "GET /admin/v1/actions",
+        "POST /admin/v1/actions",
+        "GET /admin/v1/actions/{id}",
+        "POST /admin/v1/actions/{id}/approve",
+        "POST /admin/v1/actions/{id}/retry",
+        "POST /admin/v1/actions/{id}/cancel",
+        "POST /admin/v1/brake/release",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(served, expected);
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected ref {r}"));
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{r} does not resolve"
+        );
+    }
+    for schema in [
+        "ActionView",
+        "ErrorBody",
+        "DeliveryAnswer",
+        "StandardDelivery",
+        "AuditEntry",
+    ] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "{schema} missing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_answer_the_endpoints_give_is_a_documented_status() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let documented = |method: &str, path: &str, status: u16| {
+        doc["paths"][path][method]["responses"]
+            .get(status.to_string())
+            .is_some()
+    };
+    let id = app.terminate(Some("E-1043"), None).await;
+    app.wait_for_status(&id, "succeeded").await;
+    let checks: Vec<(&str, &str, u16)> = vec![
+        (
+            "post",
+            "/webhooks/{source}",
+            app.post_delivery("[]").await.status.as_u16(),
+        ),
+        (
+            "post",
+            "/webhooks/{source}",
+            app.post_delivery(&termination(Some("E-3001"), None))
+                .await
+                .status
+                .as_u16(),
+        ),
+        (
+            "get",
+            "/admin/v1/actions",
+            app.admin_get("/admin/v1/actions").await.status.as_u16(),
+        ),
+        (
+            "get",
+            "/admin/v1/actions",
+            app.admin_get("/admin/v1/actions?limit=0")
+                .await
+                .status
+                .as_u16(),
+        ),
+        (
+            "get",
+            "/admin/v1/actions/{id}",
+            app.admin_get(&format!("/admin/v1/actions/{id}"))
+                .await
+                .status
+                .as_u16(),
+        ),
+        (
+            "post",
+            "/admin/v1/actions/{id}/retry",
+            app.admin_post_raw(
+                &format!("/admin/v1/actions/{id}/retry"),
+                Some(ADMIN_TOKEN),
+                "",
+            )
+            .await
+            .status
+            .as_u16(),
+        ),
+        (
+            "post",
+            "/admin/v1/actions/{id}/cancel",
+            app.admin_post_raw("/admin/v1/actions/act_x/cancel", None, "")
+                .await
+                .status
+                .as_u16(),
+        ),
+        (
+            "post",
+            "/admin/v1/brake/release",
+            app.admin_post_raw("/admin/v1/brake/release", Some(ADMIN_TOKEN), "")
+                .await
+                .status
+                .as_u16(),
+        ),
+        (
+            "get",
+            "/readyz",
+            app.http
+                .get(format!("{}/readyz", app.base))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        ),
+    ];
+    for (method, path, status) in checks {
+        assert!(
+            documented(method, path, status),
+            "{method} {path} answered {status}, which is not documented"
+        );
+    }
+}
