@@ -50,7 +50,33 @@ impl Store {
         delivery: &NewDelivery,
         events: &[NewEvent],
     ) -> Result<Ingested, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Sqlite {
+            // Acknowledged means durable: this commit is fsynced.
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = ingest_on(&mut conn, delivery, events).await;
+        if self.backend == Backend::Sqlite {
+            // Back to the connection's default whatever happened; if this fails the connection
+            // simply stays on the safer setting.
+            let _ = sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut *conn)
+                .await;
+        }
+        result
+    }
+}
+
+async fn ingest_on(
+    conn: &mut sqlx::AnyConnection,
+    delivery: &NewDelivery,
+    events: &[NewEvent],
+) -> Result<Ingested, StoreError> {
+    {
+        use sqlx::Connection;
+        let mut tx = conn.begin().await?;
         // The insert comes first so that a SQLite transaction takes the write lock at once.
         let inserted = sqlx::query(
             "INSERT INTO deliveries (id, source, dedupe_key, received_at, content_type, body, body_sha256, request_id) \
@@ -109,7 +135,9 @@ impl Store {
             action_ids,
         })
     }
+}
 
+impl Store {
     /// Claims up to `limit` actions that are due (or whose lease expired) for `owner`.
     pub async fn claim_due(
         &self,

@@ -66,7 +66,10 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects (creating a SQLite file if missing, in WAL mode with full fsync on commit).
+    /// Connects (creating a SQLite file if missing, in WAL mode). On SQLite, a delivery's commit is
+    /// fsynced before it is acknowledged (`synchronous = FULL`, which also makes every earlier
+    /// commit durable); the worker's own bookkeeping is not, because after an OS crash it is
+    /// simply redone: the pipeline reads Workfront's state before any write.
     pub async fn connect(url: &SecretString) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let raw = url.expose_secret();
@@ -93,7 +96,9 @@ impl Store {
                         Box::pin(async move {
                             use sqlx::Executor;
                             conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = FULL").await?;
+                            // Worker bookkeeping commits without fsync (it is redone safely if an OS
+                            // crash loses it); intake switches to FULL for its own commit.
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             Ok(())
