@@ -1,14 +1,16 @@
 //! From parsed events to stored rows: one delivery, its events, and the actions they cause.
 //!
 //! Shared by `POST /webhooks/{source}` and the admin API's manual deactivation, so both store
-//! exactly the same way, in one transaction.
+//! exactly the same way, in one transaction. What each event does to the employee's actions is
+//! decided by [`crate::domain::lifecycle`] inside that transaction.
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
-use crate::domain::{due, new_id, ActionKind, Event, EventType, Reason, Status};
-use crate::store::{AuditEntry, Ingested, NewAction, NewDelivery, NewEvent, Store, StoreError};
+use crate::domain::lifecycle::Switches;
+use crate::domain::{due, new_id, Event, Status};
+use crate::store::{Ingested, NewDelivery, NewEvent, Store, StoreError};
 
 /// A delivery to store.
 pub struct Incoming<'a> {
@@ -38,66 +40,39 @@ pub async fn store(
     };
     let rows: Vec<NewEvent> = events
         .iter()
-        .map(|e| plan(settings, e, &delivery, incoming.received_at))
+        .map(|e| row(settings, e, &delivery, incoming.received_at))
         .collect();
-    store.ingest(&delivery, &rows).await
+    let switches = Switches {
+        reactivate_on_rehire: settings.lifecycle.reactivate_on_rehire,
+        reactivate_on_cancel: settings.lifecycle.reactivate_on_cancel,
+    };
+    store.ingest(&delivery, &rows, &switches).await
 }
 
-/// The row for one event, with the action it causes.
-fn plan(settings: &Settings, e: &Event, delivery: &NewDelivery, now: jiff::Timestamp) -> NewEvent {
+fn row(settings: &Settings, e: &Event, delivery: &NewDelivery, now: jiff::Timestamp) -> NewEvent {
     let id = new_id("evt");
     let lc = &settings.lifecycle;
     let due_at = due::due_at(e.effective.as_ref(), now, &lc.timezone, lc.date_only_means);
     let detail = json!({
         "event_id": id, "delivery_id": delivery.id, "source": delivery.source, "type": e.kind.as_str(),
-        "sender_type": e.sender_type, "effective_at": e.effective.as_ref().map(|x| x.to_string()),
-        "due_at": due_at.to_string(), "timezone": lc.timezone_name,
+        "sender_type": e.sender_type, "occurred_at": e.occurred_at.to_string(),
+        "effective_at": e.effective.as_ref().map(|x| x.to_string()), "due_at": due_at.to_string(), "timezone": lc.timezone_name,
     });
-    let runnable = if due_at > now {
-        Status::Scheduled
-    } else {
-        Status::Pending
-    };
-    let action = match e.kind {
-        EventType::Terminated => Some(NewAction {
-            id: new_id("act"),
-            kind: ActionKind::Deactivate,
-            status: runnable,
-            reason: None,
-            due_at: due_at.as_millisecond(),
-            audit: AuditEntry::now("received", detail),
-        }),
-        EventType::Rehired if lc.reactivate_on_rehire => Some(NewAction {
-            id: new_id("act"),
-            kind: ActionKind::Reactivate,
-            status: runnable,
-            reason: None,
-            due_at: due_at.as_millisecond(),
-            audit: AuditEntry::now("received", detail),
-        }),
-        EventType::Rehired => Some(NewAction {
-            id: new_id("act"),
-            kind: ActionKind::Reactivate,
-            status: Status::Skipped,
-            reason: Some(Reason::ReactivationDisabled),
-            due_at: due_at.as_millisecond(),
-            audit: AuditEntry::now(
-                "received",
-                json!({ "note": "lifecycle.reactivate_on_rehire is off", "event": detail }),
-            ),
-        }),
-        // Cancellations are recorded; acting on them belongs to the lifecycle rules.
-        EventType::TerminationCancelled => None,
-    };
     NewEvent {
         id,
-        kind: e.kind.as_str().to_string(),
+        kind: e.kind,
         sender_type: e.sender_type.clone(),
         employee_id: e.employee.employee_id.clone(),
         email: e.employee.email.clone(),
         name: e.name.clone(),
         effective_at: e.effective.as_ref().map(|x| x.to_string()),
         occurred_at: e.occurred_at.as_millisecond(),
-        action,
+        due_at: due_at.as_millisecond(),
+        runnable: if due_at > now {
+            Status::Scheduled
+        } else {
+            Status::Pending
+        },
+        detail,
     }
 }

@@ -47,6 +47,7 @@ pub struct Application {
     cancel: CancellationToken,
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
+    retention: JoinHandle<()>,
 }
 
 impl Application {
@@ -98,6 +99,11 @@ impl Application {
         };
         let worker = Worker::new(shared, client);
         let worker = tokio::spawn(worker.run(cancel.clone()));
+        let retention = tokio::spawn(worker::retention::run(
+            store.clone(),
+            settings.retention.clone(),
+            cancel.clone(),
+        ));
         tracing::info!(%addr, database = %settings.database.redacted_url(), sources = settings.sources.len(), "offboard is listening");
         Ok(Application {
             addr,
@@ -105,6 +111,7 @@ impl Application {
             cancel,
             server,
             worker,
+            retention,
         })
     }
 
@@ -122,6 +129,7 @@ impl Application {
         self.cancel.cancel();
         let _ = self.server.await;
         let _ = self.worker.await;
+        let _ = self.retention.await;
         self.store.close().await;
     }
 
@@ -129,6 +137,7 @@ impl Application {
     pub fn abort(self) {
         self.server.abort();
         self.worker.abort();
+        self.retention.abort();
     }
 
     /// Serves until SIGTERM or SIGINT, then stops gracefully.

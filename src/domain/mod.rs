@@ -6,6 +6,7 @@
 //! persists, so they never change.
 
 pub mod due;
+pub mod lifecycle;
 
 use std::fmt;
 use std::str::FromStr;

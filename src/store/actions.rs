@@ -43,101 +43,6 @@ pub struct ActionFilter {
 }
 
 impl Store {
-    /// Stores a delivery with its events and their actions in one transaction. A delivery whose
-    /// dedupe key is already stored is a duplicate and stores nothing.
-    pub async fn ingest(
-        &self,
-        delivery: &NewDelivery,
-        events: &[NewEvent],
-    ) -> Result<Ingested, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        if self.backend == Backend::Sqlite {
-            // Acknowledged means durable: this commit is fsynced.
-            sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut *conn)
-                .await?;
-        }
-        let result = ingest_on(&mut conn, delivery, events).await;
-        if self.backend == Backend::Sqlite {
-            // Back to the connection's default whatever happened; if this fails the connection
-            // simply stays on the safer setting.
-            let _ = sqlx::query("PRAGMA synchronous = NORMAL")
-                .execute(&mut *conn)
-                .await;
-        }
-        result
-    }
-}
-
-async fn ingest_on(
-    conn: &mut sqlx::AnyConnection,
-    delivery: &NewDelivery,
-    events: &[NewEvent],
-) -> Result<Ingested, StoreError> {
-    {
-        use sqlx::Connection;
-        let mut tx = conn.begin().await?;
-        // The insert comes first so that a SQLite transaction takes the write lock at once.
-        let inserted = sqlx::query(
-            "INSERT INTO deliveries (id, source, dedupe_key, received_at, content_type, body, body_sha256, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id",
-        )
-        .bind(&delivery.id)
-        .bind(&delivery.source)
-        .bind(&delivery.dedupe_key)
-        .bind(delivery.received_at)
-        .bind(&delivery.content_type)
-        .bind(&delivery.body)
-        .bind(&delivery.body_sha256)
-        .bind(&delivery.request_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
-            let existing: String =
-                sqlx::query("SELECT id FROM deliveries WHERE source = $1 AND dedupe_key = $2")
-                    .bind(&delivery.source)
-                    .bind(&delivery.dedupe_key)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("id")?;
-            tx.rollback().await?;
-            return Ok(Ingested::Duplicate {
-                delivery_id: existing,
-            });
-        }
-        let mut action_ids = Vec::new();
-        for ev in events {
-            if let Some(a) = &ev.action {
-                insert_action(&mut tx, a, delivery, ev).await?;
-                action_ids.push(a.id.clone());
-            }
-            sqlx::query(
-                "INSERT INTO events (id, delivery_id, action_id, type, sender_type, employee_id, email, name, effective_at, occurred_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&ev.id)
-            .bind(&delivery.id)
-            .bind(ev.action.as_ref().map(|a| a.id.clone()))
-            .bind(&ev.kind)
-            .bind(&ev.sender_type)
-            .bind(&ev.employee_id)
-            .bind(&ev.email)
-            .bind(&ev.name)
-            .bind(&ev.effective_at)
-            .bind(ev.occurred_at)
-            .bind(delivery.received_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(Ingested::Stored {
-            delivery_id: delivery.id.clone(),
-            action_ids,
-        })
-    }
-}
-
-impl Store {
     /// Claims up to `limit` actions that are due (or whose lease expired) for `owner`.
     pub async fn claim_due(
         &self,
@@ -150,11 +55,20 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // One action per employee at a time, in order: an action is not claimed while another
+        // action of the same employee (same employee id, or same email ignoring case) is being
+        // worked on, or is runnable and older.
         let sql = format!(
             "UPDATE actions SET status = 'in_progress', prev_owner = lease_owner, lease_owner = $1, lease_until = $2, \
              updated_at = $3, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM actions WHERE ((status IN ('scheduled', 'pending') AND run_at <= $3) \
-             OR (status = 'in_progress' AND lease_until < $3)) ORDER BY run_at LIMIT $4{lock}) \
+             WHERE id IN (SELECT a.id FROM actions a \
+               WHERE ((a.status IN ('scheduled', 'pending') AND a.run_at <= $3) OR (a.status = 'in_progress' AND a.lease_until < $3)) \
+               AND NOT EXISTS (SELECT 1 FROM actions b WHERE b.id <> a.id \
+                 AND ((a.employee_id IS NOT NULL AND b.employee_id = a.employee_id) OR (a.email_lc IS NOT NULL AND b.email_lc = a.email_lc)) \
+                 AND ((b.status = 'in_progress' AND b.lease_until >= $3) \
+                   OR (b.id < a.id AND ((b.status IN ('scheduled', 'pending') AND b.run_at <= $3) \
+                     OR (b.status = 'in_progress' AND b.lease_until < $3))))) \
+               ORDER BY a.run_at LIMIT $4{lock}) \
              RETURNING {ACTION_COLS}"
         );
         let rows = sqlx::query(&sql)
@@ -366,33 +280,6 @@ impl Store {
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(action_from_row).collect()
     }
-}
-
-async fn insert_action(
-    tx: &mut Transaction<'_, Any>,
-    a: &NewAction,
-    d: &NewDelivery,
-    ev: &NewEvent,
-) -> Result<(), StoreError> {
-    let terminal = a.status.is_terminal();
-    sqlx::query(
-        "INSERT INTO actions (id, kind, status, reason, due_at, run_at, created_at, updated_at, source, employee_id, email, employee_name, done_at) \
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(&a.id)
-    .bind(a.kind.as_str())
-    .bind(a.status.as_str())
-    .bind(a.reason.map(|r| r.as_str()))
-    .bind(a.due_at)
-    .bind(d.received_at)
-    .bind(&d.source)
-    .bind(&ev.employee_id)
-    .bind(&ev.email)
-    .bind(&ev.name)
-    .bind(terminal.then_some(d.received_at))
-    .execute(&mut **tx)
-    .await?;
-    append_audit(tx, &a.id, std::slice::from_ref(&a.audit)).await
 }
 
 pub(super) async fn append_audit(

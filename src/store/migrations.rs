@@ -20,6 +20,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "operator control",
         include_str!("../../migrations/sqlite/0002_operator_control.sql"),
     ),
+    (
+        3,
+        "lifecycle",
+        include_str!("../../migrations/sqlite/0003_lifecycle.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -31,6 +36,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "operator control",
         include_str!("../../migrations/postgres/0002_operator_control.sql"),
+    ),
+    (
+        3,
+        "lifecycle",
+        include_str!("../../migrations/postgres/0003_lifecycle.sql"),
     ),
 ];
 

@@ -12,6 +12,7 @@
 //! takes the row again.
 
 mod actions;
+mod ingest;
 mod migrations;
 mod models;
 mod operator;
@@ -24,8 +25,7 @@ use sqlx::AnyPool;
 
 pub use actions::{ActionFilter, Update};
 pub use models::{
-    ActionDetail, ActionRecord, AuditEntry, EventRecord, Ingested, NewAction, NewDelivery,
-    NewEvent, WfUserRef,
+    ActionDetail, ActionRecord, AuditEntry, EventRecord, Ingested, NewDelivery, NewEvent, WfUserRef,
 };
 pub use operator::{Brake, Gate, OpChange, OpError};
 

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::{ActionKind, Reason, Status};
+use crate::domain::{ActionKind, EventType, Reason, Status};
 
 /// A delivery about to be stored.
 #[derive(Debug, Clone)]
@@ -18,29 +18,24 @@ pub struct NewDelivery {
     pub request_id: Option<String>,
 }
 
-/// An event about to be stored, with the action it causes (if any).
+/// An event about to be stored; the store decides, with the employee's history, what it does.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub id: String,
-    pub kind: String,
+    pub kind: EventType,
     pub sender_type: String,
     pub employee_id: Option<String>,
     pub email: Option<String>,
     pub name: Option<String>,
     pub effective_at: Option<String>,
+    /// HR time of the fact (ms).
     pub occurred_at: i64,
-    pub action: Option<NewAction>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewAction {
-    pub id: String,
-    pub kind: ActionKind,
-    pub status: Status,
-    pub reason: Option<Reason>,
+    /// When an action it creates is due (ms).
     pub due_at: i64,
-    /// The first audit entry (what created it).
-    pub audit: AuditEntry,
+    /// The status such an action starts in: scheduled (due later) or pending.
+    pub runnable: Status,
+    /// The first audit entry of an action it creates.
+    pub detail: Value,
 }
 
 /// What [`super::Store::ingest`] did.

@@ -31,6 +31,9 @@ pub enum Gate {
     Braked { first: bool, recent: i64 },
     /// Another worker holds the action now.
     LeaseLost,
+    /// HR cancelled the termination while it was being worked on: it ended
+    /// `cancelled/termination_cancelled` without a write.
+    Cancelled,
 }
 
 /// Why an operator's change was refused.
@@ -92,6 +95,24 @@ impl Store {
     ) -> Result<Gate, StoreError> {
         let now = jiff::Timestamp::now().as_millisecond();
         let mut tx = self.pool.begin().await?;
+        // A cancellation that arrived while the action was being worked on stops it here.
+        let stop = sqlx::query(
+            "UPDATE actions SET status = 'cancelled', reason = 'termination_cancelled', lease_owner = NULL, lease_until = NULL, \
+             updated_at = $3, done_at = $3 WHERE id = $1 AND lease_owner = $2 AND cancel_requested = 1",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if stop == 1 {
+            let mut entries = audit.to_vec();
+            entries.push(AuditEntry::now("finished", serde_json::json!({"status": "cancelled", "reason": "termination_cancelled", "write_sent": false})));
+            append_audit(&mut tx, id, &entries).await?;
+            tx.commit().await?;
+            return Ok(Gate::Cancelled);
+        }
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(BRAKE_LOCK)
@@ -294,5 +315,44 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+impl Store {
+    /// Retention: clears raw delivery bodies older than `payload_days` and deletes audit rows
+    /// older than `audit_days`, as of `now` (ms). Actions, events and the hash of each body stay.
+    /// Returns (bodies cleared, audit rows deleted).
+    pub async fn purge(
+        &self,
+        now: i64,
+        payload_days: u32,
+        audit_days: u32,
+    ) -> Result<(u64, u64), StoreError> {
+        const DAY: i64 = 86_400_000;
+        let bodies = sqlx::query(
+            "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND received_at < $1",
+        )
+        .bind(now - i64::from(payload_days) * DAY)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let audit = sqlx::query("DELETE FROM audit WHERE at < $1")
+            .bind(now - i64::from(audit_days) * DAY)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok((bodies, audit))
+    }
+
+    /// The raw body of a delivery, while retention keeps it.
+    pub async fn delivery_body(&self, delivery_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT body FROM deliveries WHERE id = $1")
+            .bind(delivery_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<Option<String>, _>("body"))
+            .transpose()?
+            .flatten())
     }
 }

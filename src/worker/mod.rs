@@ -10,6 +10,7 @@
 //! a bound, and gives back the leases of any that did not.
 
 mod pipeline;
+pub mod retention;
 pub mod retry;
 
 use std::sync::atomic::{AtomicBool, Ordering};

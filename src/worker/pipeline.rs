@@ -159,6 +159,13 @@ impl Attempt<'_> {
             .await?;
         match gate {
             Gate::Proceed => {}
+            Gate::Cancelled => {
+                tracing::info!("HR cancelled the termination before the write");
+                self.ctx
+                    .metrics
+                    .action(kind, Status::Cancelled, Reason::TerminationCancelled);
+                return Ok(());
+            }
             Gate::LeaseLost => {
                 tracing::warn!("lease lost before the write; another worker has the action");
                 return Ok(());

@@ -1,0 +1,304 @@
+//! Storing a delivery: dedupe, then each event is planned against the employee's history
+//! ([`crate::domain::lifecycle`]) and applied, all in one transaction, durably committed before
+//! the sender is answered.
+
+use serde_json::json;
+use sqlx::{Any, Connection, Row, Transaction};
+
+use super::actions::append_audit;
+use super::models::{AuditEntry, Ingested, NewDelivery, NewEvent};
+use super::{Backend, Store, StoreError};
+use crate::domain::lifecycle::{self, History, LastDeactivation, OpenAction, Plan, Switches};
+use crate::domain::{new_id, ActionKind, Status};
+
+/// "The same employee": the employee id, or the email ignoring case ($1, $2; NULL matches nothing).
+const SAME_EMPLOYEE: &str = "(employee_id = $1 OR email_lc = $2)";
+
+impl Store {
+    /// Stores a delivery with its events and the actions they cause in one transaction. A
+    /// delivery whose dedupe key is already stored is a duplicate and stores nothing.
+    pub async fn ingest(
+        &self,
+        delivery: &NewDelivery,
+        events: &[NewEvent],
+        switches: &Switches,
+    ) -> Result<Ingested, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Sqlite {
+            // Acknowledged means durable: this commit is fsynced (and with it every earlier one).
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = async {
+            let mut tx = conn.begin().await?;
+            let outcome = ingest_in(&mut tx, delivery, events, switches).await?;
+            match outcome {
+                Ingested::Duplicate { .. } => tx.rollback().await?,
+                Ingested::Stored { .. } => tx.commit().await?,
+            }
+            Ok::<_, StoreError>(outcome)
+        }
+        .await;
+        if self.backend == Backend::Sqlite {
+            // Back to the connection's default; if this fails it stays on the safer setting.
+            let _ = sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut *conn)
+                .await;
+        }
+        result
+    }
+}
+
+async fn ingest_in(
+    tx: &mut Transaction<'_, Any>,
+    d: &NewDelivery,
+    events: &[NewEvent],
+    switches: &Switches,
+) -> Result<Ingested, StoreError> {
+    // The insert comes first so that a SQLite transaction takes the write lock at once.
+    let inserted = sqlx::query(
+        "INSERT INTO deliveries (id, source, dedupe_key, received_at, content_type, body, body_sha256, request_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id",
+    )
+    .bind(&d.id)
+    .bind(&d.source)
+    .bind(&d.dedupe_key)
+    .bind(d.received_at)
+    .bind(&d.content_type)
+    .bind(&d.body)
+    .bind(&d.body_sha256)
+    .bind(&d.request_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if inserted.is_none() {
+        let existing: String =
+            sqlx::query("SELECT id FROM deliveries WHERE source = $1 AND dedupe_key = $2")
+                .bind(&d.source)
+                .bind(&d.dedupe_key)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("id")?;
+        return Ok(Ingested::Duplicate {
+            delivery_id: existing,
+        });
+    }
+    let mut action_ids = Vec::new();
+    for ev in events {
+        let email_lc = ev.email.as_ref().map(|e| e.to_lowercase());
+        let history = history(tx, ev.employee_id.as_deref(), email_lc.as_deref()).await?;
+        let plan = lifecycle::plan(ev.kind, ev.occurred_at, &history, switches, ev.runnable);
+        let (created, outcome) = apply(tx, d, ev, email_lc.as_deref(), &plan).await?;
+        if let Some(id) = &created {
+            action_ids.push(id.clone());
+        }
+        sqlx::query(
+            "INSERT INTO events (id, delivery_id, action_id, type, sender_type, employee_id, email, email_lc, name, effective_at, \
+             occurred_at, created_at, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&ev.id)
+        .bind(&d.id)
+        .bind(created)
+        .bind(ev.kind.as_str())
+        .bind(&ev.sender_type)
+        .bind(&ev.employee_id)
+        .bind(&ev.email)
+        .bind(email_lc.as_deref())
+        .bind(&ev.name)
+        .bind(&ev.effective_at)
+        .bind(ev.occurred_at)
+        .bind(d.received_at)
+        .bind(outcome)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(Ingested::Stored {
+        delivery_id: d.id.clone(),
+        action_ids,
+    })
+}
+
+async fn history(
+    tx: &mut Transaction<'_, Any>,
+    employee_id: Option<&str>,
+    email_lc: Option<&str>,
+) -> Result<History, StoreError> {
+    let newest = sqlx::query(&format!("SELECT id, occurred_at FROM events WHERE {SAME_EMPLOYEE} ORDER BY occurred_at DESC, id DESC LIMIT 1"))
+        .bind(employee_id)
+        .bind(email_lc)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("occurred_at")?)))
+        .transpose()?;
+    let open_rows = sqlx::query(&format!(
+        "SELECT id, kind, status, write_sent, wf_user_id FROM actions \
+         WHERE status IN ('scheduled', 'pending', 'held', 'in_progress') AND {SAME_EMPLOYEE} ORDER BY id"
+    ))
+    .bind(employee_id)
+    .bind(email_lc)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut open = Vec::new();
+    for r in open_rows {
+        let kind: String = r.try_get("kind")?;
+        let status: String = r.try_get("status")?;
+        open.push(OpenAction {
+            id: r.try_get("id")?,
+            kind: ActionKind::parse(&kind).unwrap_or(ActionKind::Deactivate),
+            status: status.parse().unwrap_or(Status::Pending),
+            write_sent: r.try_get::<i64, _>("write_sent")? != 0,
+            user_id: r.try_get("wf_user_id")?,
+        });
+    }
+    let last = sqlx::query(&format!(
+        "SELECT id, status, reason, write_sent, wf_user_id FROM actions WHERE kind = 'deactivate' \
+         AND status NOT IN ('skipped', 'cancelled') AND {SAME_EMPLOYEE} ORDER BY id DESC LIMIT 1"
+    ))
+    .bind(employee_id)
+    .bind(email_lc)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let last_deactivation = match last {
+        None => None,
+        Some(r) => {
+            let status: String = r.try_get("status")?;
+            let reason: Option<String> = r.try_get("reason")?;
+            Some(LastDeactivation {
+                id: r.try_get("id")?,
+                status: status.parse().unwrap_or(Status::Pending),
+                reason: reason.and_then(|x| x.parse().ok()),
+                write_sent: r.try_get::<i64, _>("write_sent")? != 0,
+                user_id: r.try_get("wf_user_id")?,
+            })
+        }
+    };
+    let reactivation_open = open.iter().any(|a| a.kind == ActionKind::Reactivate);
+    Ok(History {
+        newest_event: newest,
+        open,
+        last_deactivation,
+        reactivation_open,
+    })
+}
+
+/// Applies a plan; returns the created action's id and a short outcome for the event row.
+async fn apply(
+    tx: &mut Transaction<'_, Any>,
+    d: &NewDelivery,
+    ev: &NewEvent,
+    email_lc: Option<&str>,
+    plan: &Plan,
+) -> Result<(Option<String>, String), StoreError> {
+    let now = d.received_at;
+    let mut outcome = Vec::new();
+    let changes = [
+        (
+            &plan.supersede,
+            "skipped",
+            "superseded",
+            "superseded",
+            "superseded_by_event",
+        ),
+        (
+            &plan.cancel,
+            "cancelled",
+            "termination_cancelled",
+            "cancelled_by_hr",
+            "cancelled_by_event",
+        ),
+    ];
+    for (ids, status, reason, step, key) in changes {
+        for id in ids {
+            let changed = sqlx::query(
+                "UPDATE actions SET status = $2, reason = $3, updated_at = $4, done_at = $4 \
+                 WHERE id = $1 AND status IN ('scheduled', 'pending', 'held')",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                append_audit(
+                    tx,
+                    id,
+                    &[AuditEntry::now(
+                        step,
+                        json!({ key: ev.id, "delivery_id": d.id, "type": ev.kind.as_str() }),
+                    )],
+                )
+                .await?;
+                outcome.push(format!("{status}/{reason} {id}"));
+            }
+        }
+    }
+    for id in &plan.request_cancel {
+        sqlx::query("UPDATE actions SET cancel_requested = 1, updated_at = $2 WHERE id = $1 AND status = 'in_progress'")
+            .bind(id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        append_audit(
+            tx,
+            id,
+            &[AuditEntry::now(
+                "cancel_requested",
+                json!({ "cancelled_by_event": ev.id, "delivery_id": d.id }),
+            )],
+        )
+        .await?;
+        outcome.push(format!("asked {id} to stop before its write"));
+    }
+    let Some(create) = &plan.create else {
+        if let Some(newer) = &plan.stale_because_of {
+            outcome.push(format!("stale: {newer} is newer"));
+        }
+        if outcome.is_empty() {
+            outcome.push("nothing to change".into());
+        }
+        return Ok((None, outcome.join("; ")));
+    };
+    let id = new_id("act");
+    let terminal = create.status.is_terminal();
+    sqlx::query(
+        "INSERT INTO actions (id, kind, status, reason, due_at, run_at, created_at, updated_at, source, employee_id, email, email_lc, \
+         employee_name, wf_user_id, done_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(&id)
+    .bind(create.kind.as_str())
+    .bind(create.status.as_str())
+    .bind(create.reason.map(|r| r.as_str()))
+    .bind(ev.due_at)
+    .bind(if create.status == Status::Pending && create.user_id.is_some() { now } else { ev.due_at })
+    .bind(now)
+    .bind(&d.source)
+    .bind(&ev.employee_id)
+    .bind(&ev.email)
+    .bind(email_lc)
+    .bind(&ev.name)
+    .bind(&create.user_id)
+    .bind(terminal.then_some(now))
+    .execute(&mut **tx)
+    .await?;
+    let mut detail = ev.detail.clone();
+    if let Some(newer) = &plan.stale_because_of {
+        detail["superseded_by_event"] = json!(newer);
+        detail["why"] =
+            json!("an event with a later HR timestamp was already stored for this employee");
+    }
+    if let Some(note) = &create.note {
+        detail["note"] = json!(note);
+    }
+    let mut entries = vec![AuditEntry::now("received", detail)];
+    if terminal {
+        entries.push(AuditEntry::now(
+            "finished",
+            json!({"status": create.status.as_str(), "reason": create.reason.map(|r| r.as_str())}),
+        ));
+    }
+    append_audit(tx, &id, &entries).await?;
+    outcome.push(format!("created {id}"));
+    Ok((Some(id), outcome.join("; ")))
+}
