@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod harness;
+mod lifecycle;
 mod openapi;
 mod operator;
 mod pipeline;
