@@ -2,9 +2,11 @@
 
 mod admin;
 mod cli;
+mod durability;
 mod harness;
 mod lifecycle;
 mod openapi;
 mod operator;
 mod pipeline;
+mod processes;
 mod webhooks;

@@ -1,0 +1,350 @@
+//! SPEC §8 proven with real processes: several replicas on PostgreSQL, `kill -9` at random
+//! moments on each backend, the database going away, and graceful shutdown.
+//!
+//! Tests that need PostgreSQL run when `DATABASE_URL` points at one (CI sets it) and say so when
+//! they are skipped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::database_url;
+use crate::processes::*;
+
+fn postgres_url() -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(u) if u.starts_with("postgres") => Some(u),
+        _ => {
+            eprintln!("skipped: needs DATABASE_URL=postgres://...");
+            None
+        }
+    }
+}
+
+async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Sends terminations `range` to the bases round-robin, each until the service acknowledges it.
+async fn send_all(bases: Vec<String>, range: std::ops::Range<usize>, parallel: usize) {
+    let http = reqwest::Client::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in range {
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        let (http, bases) = (http.clone(), bases.clone());
+        tasks.spawn(async move {
+            let mut attempt = 0;
+            loop {
+                let base = &bases[(i + attempt) % bases.len()];
+                let status = send_termination(&http, base, i).await;
+                if status == 202 || status == 200 {
+                    break;
+                }
+                assert!(
+                    status == 0 || status >= 500,
+                    "termination {i} refused with {status}"
+                );
+                attempt += 1;
+                assert!(attempt < 400, "termination {i} never acknowledged");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            drop(permit);
+        });
+    }
+    tasks.join_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_postgres_work_500_terminations_once_each() {
+    let Some(_) = postgres_url() else { return };
+    let started = std::time::Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_url(dir.path()).await;
+    let n = 500;
+    let sim = sim_with_users(n, Duration::from_millis(5)).await;
+    let config = write_config(
+        dir.path(),
+        "r",
+        &db,
+        &sim.base_url(),
+        "[safety]\nbrake_max = 100000",
+    );
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Replica::start(&config).await);
+    }
+    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    send_all(bases.clone(), 0..n, 24).await;
+    wait_for("every user to be inactive", 120, || {
+        inactive_count(&sim) == n
+    })
+    .await;
+    let writes = writes_per_user(&sim);
+    assert_eq!(writes.len(), n);
+    assert!(writes.values().all(|&w| w == 1), "a user was written twice");
+    let http = reqwest::Client::new();
+    let actions = all_actions(&http, &bases[1]).await;
+    assert_eq!(actions.len(), n);
+    assert!(actions
+        .iter()
+        .all(|a| a["status"] == "succeeded" && a["reason"] == "deactivated"));
+    eprintln!(
+        "3 replicas, {n} terminations: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_brake_holds_across_replicas() {
+    let Some(_) = postgres_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_url(dir.path()).await;
+    let sim = sim_with_users(30, Duration::from_millis(5)).await;
+    let config = write_config(
+        dir.path(),
+        "r",
+        &db,
+        &sim.base_url(),
+        "[safety]\nbrake_max = 10\nbrake_window = \"1h\"",
+    );
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Replica::start(&config).await);
+    }
+    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    send_all(bases.clone(), 0..30, 30).await;
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let actions = loop {
+        let actions = all_actions(&http, &bases[0]).await;
+        if actions.len() == 30
+            && actions
+                .iter()
+                .all(|a| a["status"] == "succeeded" || a["status"] == "held")
+        {
+            break actions;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "actions did not settle"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let held = actions
+        .iter()
+        .filter(|a| a["reason"] == "rate_brake")
+        .count();
+    assert_eq!((30 - held, held), (10, 20));
+    assert_eq!(inactive_count(&sim), 10);
+}
+
+async fn kill_nine_during_a_run(db: String, dir: &std::path::Path) {
+    let n = 200;
+    let sim = sim_with_users(n, Duration::from_millis(10)).await;
+    let config = write_config(
+        dir,
+        "k",
+        &db,
+        &sim.base_url(),
+        "[safety]\nbrake_max = 100000\n[worker]\nlease = \"1s\"\npoll_interval = \"100ms\"",
+    );
+    let mut replica = Replica::start(&config).await;
+    let base = replica.base.clone();
+    let sender = tokio::spawn(send_all(vec![base.clone()], 0..n, 8));
+    let mut kills = 0;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(150..700))).await;
+        replica.kill9();
+        kills += 1;
+        replica.restart().await;
+    }
+    sender.await.unwrap();
+    wait_for("every acknowledged termination to be done", 120, || {
+        inactive_count(&sim) == n
+    })
+    .await;
+    let writes = writes_per_user(&sim);
+    assert_eq!(writes.len(), n);
+    let twice: Vec<_> = writes.iter().filter(|(_, &w)| w > 1).collect();
+    assert!(twice.is_empty(), "users written more than once: {twice:?}");
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let actions = all_actions(&http, &base).await;
+        let stuck: Vec<&Value> = actions
+            .iter()
+            .filter(|a| a["status"] != "succeeded")
+            .collect();
+        if actions.len() == n && stuck.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} actions not succeeded after {kills} kills",
+            stuck.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    kill_nine_during_a_run(db, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_nothing_on_postgres() {
+    let Some(_) = postgres_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_url(dir.path()).await;
+    kill_nine_during_a_run(db, dir.path()).await;
+}
+
+/// A TCP proxy in front of PostgreSQL that can be cut (every connection dropped, new ones
+/// refused) and restored.
+struct Outage {
+    port: u16,
+    up: Arc<AtomicBool>,
+    cut: Arc<std::sync::Mutex<CancellationToken>>,
+}
+
+impl Outage {
+    async fn start(target: String) -> Outage {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let cut = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let (up2, cut2) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused in effect
+                }
+                let token = cut2.lock().unwrap().clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = token.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Outage { port, up, cut }
+    }
+
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        let mut t = self.cut.lock().unwrap();
+        t.cancel();
+        *t = CancellationToken::new();
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_going_away_makes_webhooks_503_and_service_recovers_by_itself() {
+    let Some(pg) = postgres_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_url(dir.path()).await;
+    let parsed = url::Url::parse(&pg).unwrap();
+    let proxy = Outage::start(format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    ))
+    .await;
+    let mut via_proxy = url::Url::parse(&db).unwrap();
+    via_proxy.set_port(Some(proxy.port)).unwrap();
+    let sim = sim_with_users(3, Duration::ZERO).await;
+    let config = write_config(dir.path(), "o", via_proxy.as_str(), &sim.base_url(), "");
+    let replica = Replica::start(&config).await;
+    let http = reqwest::Client::new();
+    assert_eq!(send_termination(&http, &replica.base, 0).await, 202);
+
+    proxy.down();
+    let mut status = 0;
+    for _ in 0..3 {
+        status = send_termination(&http, &replica.base, 1).await;
+        if status == 503 {
+            break;
+        }
+    }
+    assert_eq!(status, 503, "the sender is told to retry");
+    let ready = http
+        .get(format!("{}/readyz", replica.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = send_termination(&http, &replica.base, 1).await;
+        if s == 202 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "did not recover (last {s})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for("both users inactive", 30, || inactive_count(&sim) == 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_calls_gives_back_leases_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_url(dir.path()).await;
+    let sim = sim_with_users(2, Duration::from_millis(700)).await;
+    let config = write_config(dir.path(), "t", &db, &sim.base_url(), "");
+    let mut replica = Replica::start(&config).await;
+    let http = reqwest::Client::new();
+    for i in 0..2 {
+        assert_eq!(send_termination(&http, &replica.base, i).await, 202);
+    }
+    wait_for("a Workfront call in flight", 10, || {
+        sim.sim.state_in_flight() > 0
+    })
+    .await;
+    let base = replica.base.clone();
+    let code = replica.terminate().await;
+    assert_eq!(code, Some(0));
+    assert!(sim.sim.state_in_flight() == 0, "no call was cut off");
+    assert!(
+        http.get(format!("{base}/healthz")).send().await.is_err(),
+        "intake stopped"
+    );
+    // Whatever was not finished was given back, not left leased: a new process finishes it at once.
+    let mut replica = Replica::start(&config).await;
+    wait_for("both users inactive", 20, || inactive_count(&sim) == 2).await;
+    let actions = all_actions(&http, &replica.base).await;
+    assert!(actions.iter().all(|a| a["status"] == "succeeded"));
+    assert!(writes_per_user(&sim).values().all(|&w| w == 1));
+    replica.kill9();
+}
