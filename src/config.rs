@@ -445,7 +445,10 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         request_timeout: duration(&raw.server.request_timeout, "server.request_timeout")?,
     };
 
-    let db_url = secret(raw.database.url, raw.database.url_file, "database.url")?
+    // database.url has a non-empty default (and the container image sets one), so a url_file
+    // replaces it rather than conflicting with it.
+    let inline_url = if raw.database.url_file.is_some() { None } else { raw.database.url };
+    let db_url = secret(inline_url, raw.database.url_file, "database.url")?
         .ok_or_else(|| bad("database.url", "is required"))?;
     {
         let u = db_url.expose_secret();
@@ -897,6 +900,15 @@ mod tests {
         assert!(!debug.contains("admintok"), "{debug}");
         assert!(!debug.contains("dbpass"), "{debug}");
         assert!(debug.contains("postgres://u:***@h/db"), "{debug}");
+    }
+
+    #[test]
+    fn a_database_url_file_replaces_the_default_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        std::fs::write(&path, "postgres://u:pw@db/offboard\n").unwrap();
+        let s = Settings::from_toml(&format!("[database]\nurl_file = {:?}", path.display().to_string())).unwrap();
+        assert_eq!(s.database.url.expose_secret(), "postgres://u:pw@db/offboard");
     }
 
     #[test]
