@@ -10,7 +10,7 @@
 //! is checked whatever the status.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
@@ -431,11 +431,6 @@ fn excerpt(body: &[u8]) -> String {
 
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// For tests and the simulator: how long a call may take at most.
-pub fn call_budget(settings: &WorkfrontSettings) -> Duration {
-    settings.connect_timeout + settings.request_timeout
 }
 
 #[cfg(test)]

@@ -1,0 +1,297 @@
+//! Settings: layered loading (embedded defaults → file → `OFFBOARD__*` environment) and validation
+//! into domain types.
+//!
+//! Raw settings are deserialized with unknown keys denied, so a typo is an error that names the key.
+//! Validation then turns strings into durations, URLs, time zones and secrets; every error names the
+//! key it is about. Secrets are `secrecy` types, so the derived `Debug` of [`Settings`] is safe to
+//! log and is what `check-config` prints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+use crate::worker::retry::RetryPolicy;
+
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use raw::Raw;
+pub use validate::{decode_whsec, parse_duration};
+
+/// The defaults, documented key by key; embedded so the binary needs no file to start.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// An invalid configuration, naming the key.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}", self.0)
+    }
+}
+impl std::error::Error for ConfigError {}
+
+pub(super) fn bad(key: &str, why: impl fmt::Display) -> ConfigError {
+    ConfigError(format!("`{key}`: {why}"))
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub workfront: WorkfrontSettings,
+    pub matching: MatchingSettings,
+    pub retry: RetryPolicy,
+    pub lifecycle: LifecycleSettings,
+    pub safety: SafetySettings,
+    pub admin: AdminSettings,
+    pub notify: NotifySettings,
+    pub retention: RetentionSettings,
+    pub log: LogSettings,
+    pub worker: WorkerSettings,
+    pub sources: BTreeMap<String, SourceSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+/// The database URL may carry a password, so it is a secret; `Debug` shows it with the password
+/// masked.
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+}
+
+impl DatabaseSettings {
+    /// The URL with any password replaced by `***`, for logs and `check-config`.
+    pub fn redacted_url(&self) -> String {
+        let raw = self.url.expose_secret();
+        match url::Url::parse(raw) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            _ => raw.to_string(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &self.redacted_url())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkfrontSettings {
+    pub base_url: url::Url,
+    pub api_version: String,
+    pub auth: WorkfrontAuth,
+    pub max_concurrency: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum WorkfrontAuth {
+    /// API key, sent as header `apiKey` or as query parameter `apiKey`.
+    ApiKey { key: SecretString, in_query: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identifier {
+    EmployeeId,
+    Email,
+}
+
+impl Identifier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Identifier::EmployeeId => "employee_id",
+            Identifier::Email => "email",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MatchingSettings {
+    pub order: Vec<Identifier>,
+    pub employee_id_field: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateOnlyMeans {
+    StartOfDay,
+    EndOfDay,
+}
+
+#[derive(Debug, Clone)]
+pub struct LifecycleSettings {
+    pub timezone: jiff::tz::TimeZone,
+    pub timezone_name: String,
+    pub date_only_means: DateOnlyMeans,
+    pub reactivate_on_rehire: bool,
+    pub reactivate_on_cancel: bool,
+    pub reactivation_access_level_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SafetySettings {
+    pub dry_run: bool,
+    pub require_approval: bool,
+    pub protect_admins: bool,
+    /// Lower-cased emails and Workfront IDs.
+    pub protected: Vec<String>,
+    pub brake_max: u32,
+    pub brake_window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// `None`: the admin API answers 403.
+    pub token: Option<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    pub webhook_url: Option<url::Url>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetentionSettings {
+    pub payload_days: u32,
+    pub audit_days: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub pii: bool,
+    pub level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub poll_interval: Duration,
+    pub lease: Duration,
+    pub auth_probe_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub name: String,
+    pub kind: SourceKind,
+    pub auth: SourceAuth,
+    pub tolerance: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Standard,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Standard => "standard",
+        }
+    }
+}
+
+/// How a source proves a delivery is authentic.
+#[derive(Debug, Clone)]
+pub enum SourceAuth {
+    /// Standard Webhooks HMAC-SHA256; several keys during rotation (decoded `whsec_` secrets).
+    Signature {
+        keys: Vec<SecretKey>,
+    },
+    Bearer {
+        token: SecretString,
+    },
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+}
+
+/// Raw key bytes of a signing secret.
+pub type SecretKey = std::sync::Arc<SecretBox<[u8]>>;
+
+impl Settings {
+    /// Loads defaults, then `file` (or `OFFBOARD_CONFIG`), then the environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let env_file = std::env::var_os("OFFBOARD_CONFIG").map(PathBuf::from);
+        let file = file.map(Path::to_path_buf).or(env_file);
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = &file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("OFFBOARD")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("matching.order")
+                .with_list_parse_key("retry.schedule")
+                .with_list_parse_key("safety.protected")
+                .try_parsing(true),
+        );
+        Self::from_config(builder)
+    }
+
+    /// Defaults overlaid with a TOML string: used by the demo and tests.
+    pub fn from_toml(overlay: &str) -> Result<Settings, ConfigError> {
+        Self::from_toml_layers(&[overlay])
+    }
+
+    /// Defaults overlaid with several TOML strings, later winning key by key.
+    pub fn from_toml_layers(layers: &[&str]) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        for layer in layers {
+            builder = builder.add_source(config::File::from_str(layer, config::FileFormat::Toml));
+        }
+        Self::from_config(builder)
+    }
+
+    fn from_config(
+        builder: config::ConfigBuilder<config::builder::DefaultState>,
+    ) -> Result<Settings, ConfigError> {
+        let raw: Raw = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        validate::validate(raw)
+    }
+}

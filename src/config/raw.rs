@@ -1,0 +1,142 @@
+//! Settings as written: deserialized with unknown keys denied, so a typo names its key.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    pub(super) server: RawServer,
+    pub(super) database: RawDatabase,
+    pub(super) workfront: RawWorkfront,
+    pub(super) matching: RawMatching,
+    pub(super) retry: RawRetry,
+    pub(super) lifecycle: RawLifecycle,
+    pub(super) safety: RawSafety,
+    pub(super) admin: RawAdmin,
+    pub(super) notify: RawNotify,
+    pub(super) retention: RawRetention,
+    pub(super) log: RawLog,
+    pub(super) worker: RawWorker,
+    #[serde(default)]
+    pub(super) sources: BTreeMap<String, RawSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) bind: String,
+    pub(super) max_body_bytes: usize,
+    pub(super) request_timeout: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatabase {
+    pub(super) url: Option<SecretString>,
+    pub(super) url_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkfront {
+    pub(super) base_url: String,
+    pub(super) api_version: String,
+    pub(super) auth: String,
+    pub(super) api_key: Option<SecretString>,
+    pub(super) api_key_file: Option<PathBuf>,
+    pub(super) api_key_in: String,
+    pub(super) max_concurrency: usize,
+    pub(super) connect_timeout: String,
+    pub(super) request_timeout: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMatching {
+    pub(super) order: Vec<String>,
+    pub(super) employee_id_field: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    pub(super) schedule: Vec<String>,
+    pub(super) jitter: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLifecycle {
+    pub(super) timezone: String,
+    pub(super) date_only_means: String,
+    pub(super) reactivate_on_rehire: bool,
+    pub(super) reactivate_on_cancel: bool,
+    pub(super) reactivation_access_level_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSafety {
+    pub(super) dry_run: bool,
+    pub(super) require_approval: bool,
+    pub(super) protect_admins: bool,
+    pub(super) protected: Vec<String>,
+    pub(super) brake_max: u32,
+    pub(super) brake_window: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) token: Option<SecretString>,
+    pub(super) token_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub(super) webhook_url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetention {
+    pub(super) payload_days: u32,
+    pub(super) audit_days: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) format: String,
+    pub(super) pii: bool,
+    pub(super) level: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorker {
+    pub(super) poll_interval: String,
+    pub(super) lease: String,
+    pub(super) auth_probe_interval: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    pub(super) kind: String,
+    pub(super) auth: Option<String>,
+    pub(super) secret: Option<SecretString>,
+    pub(super) secret_file: Option<PathBuf>,
+    pub(super) secrets: Option<Vec<SecretString>>,
+    pub(super) token: Option<SecretString>,
+    pub(super) token_file: Option<PathBuf>,
+    pub(super) username: Option<String>,
+    pub(super) password: Option<SecretString>,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) tolerance: Option<String>,
+}

@@ -1,0 +1,112 @@
+//! Settings: defaults, layering, validation messages, secrets.
+
+use super::*;
+
+#[test]
+fn defaults_are_valid_and_match_the_spec() {
+    let s = Settings::from_toml("").unwrap();
+    assert_eq!(s.server.bind.port(), 8080);
+    assert_eq!(s.server.max_body_bytes, 262_144);
+    assert_eq!(s.workfront.max_concurrency, 5);
+    assert_eq!(s.retry.schedule().len(), 10);
+    assert_eq!(s.retry.schedule()[3], Duration::from_secs(600));
+    assert_eq!(
+        s.matching.order,
+        vec![Identifier::EmployeeId, Identifier::Email]
+    );
+    assert!(s.admin.token.is_none());
+    assert!(s.sources.is_empty());
+}
+
+#[test]
+fn durations_accept_friendly_units() {
+    assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+    assert!(parse_duration("soon").is_err());
+    assert!(parse_duration("-5s").is_err());
+}
+
+#[test]
+fn a_bad_value_is_reported_with_its_key() {
+    let err = Settings::from_toml("[retry]\nschedule = [\"10s\", \"often\"]").unwrap_err();
+    assert!(err.0.contains("retry.schedule[1]"), "{err}");
+    let err = Settings::from_toml("[lifecycle]\ntimezone = \"Mars/Olympus\"").unwrap_err();
+    assert!(err.0.contains("lifecycle.timezone"), "{err}");
+    let err = Settings::from_toml("[server]\nbind = \"nowhere\"").unwrap_err();
+    assert!(err.0.contains("server.bind"), "{err}");
+}
+
+#[test]
+fn an_unknown_key_is_an_error_naming_it() {
+    let err = Settings::from_toml("[safety]\ndry_rnu = true").unwrap_err();
+    assert!(err.0.contains("dry_rnu"), "{err}");
+}
+
+#[test]
+fn source_secrets_must_be_whsec_base64_of_24_bytes() {
+    let err =
+        Settings::from_toml("[sources.a]\nkind=\"standard\"\nsecret=\"whsec_!!\"").unwrap_err();
+    assert!(err.0.contains("sources.a.secret"), "{err}");
+    let err =
+        Settings::from_toml("[sources.a]\nkind=\"standard\"\nsecret=\"whsec_YWJj\"").unwrap_err();
+    assert!(err.0.contains("24 bytes"), "{err}");
+    let err = Settings::from_toml("[sources.a]\nkind=\"bamboo\"\nsecret=\"x\"").unwrap_err();
+    assert!(err.0.contains("sources.a.kind"), "{err}");
+    let ok = Settings::from_toml(
+        "[sources.a]\nkind=\"standard\"\nsecrets=[\"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\", \"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
+    )
+    .unwrap();
+    match &ok.sources["a"].auth {
+        SourceAuth::Signature { keys } => assert_eq!(keys.len(), 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn secrets_can_come_from_files_and_never_show_in_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, "s3cr3t-api-key\n").unwrap();
+    let s = Settings::from_toml(&format!(
+        "[workfront]\napi_key_file = {:?}\n[admin]\ntoken = \"admintok\"\n[database]\nurl = \"postgres://u:dbpass@h/db\"",
+        path.display().to_string()
+    ))
+    .unwrap();
+    let WorkfrontAuth::ApiKey { key, .. } = &s.workfront.auth;
+    assert_eq!(key.expose_secret(), "s3cr3t-api-key");
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+    assert!(!debug.contains("admintok"), "{debug}");
+    assert!(!debug.contains("dbpass"), "{debug}");
+    assert!(debug.contains("postgres://u:***@h/db"), "{debug}");
+}
+
+#[test]
+fn a_database_url_file_replaces_the_default_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    std::fs::write(&path, "postgres://u:pw@db/offboard\n").unwrap();
+    let s = Settings::from_toml(&format!(
+        "[database]\nurl_file = {:?}",
+        path.display().to_string()
+    ))
+    .unwrap();
+    assert_eq!(
+        s.database.url.expose_secret(),
+        "postgres://u:pw@db/offboard"
+    );
+}
+
+#[test]
+fn a_secret_given_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, "x").unwrap();
+    let err = Settings::from_toml(&format!(
+        "[admin]\ntoken = \"a\"\ntoken_file = {:?}",
+        path.display().to_string()
+    ))
+    .unwrap_err();
+    assert!(err.0.contains("admin.token"), "{err}");
+}

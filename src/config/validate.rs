@@ -1,0 +1,398 @@
+//! From raw settings to validated ones: every error names its key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+use super::raw::*;
+use super::*;
+
+pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
+    let server = ServerSettings {
+        bind: raw
+            .server
+            .bind
+            .parse()
+            .map_err(|e| bad("server.bind", format!("{e} (expected host:port)")))?,
+        max_body_bytes: positive(raw.server.max_body_bytes, "server.max_body_bytes")?,
+        request_timeout: duration(&raw.server.request_timeout, "server.request_timeout")?,
+    };
+
+    // database.url has a non-empty default (and the container image sets one), so a url_file
+    // replaces it rather than conflicting with it.
+    let inline_url = if raw.database.url_file.is_some() {
+        None
+    } else {
+        raw.database.url
+    };
+    let db_url = secret(inline_url, raw.database.url_file, "database.url")?
+        .ok_or_else(|| bad("database.url", "is required"))?;
+    {
+        let u = db_url.expose_secret();
+        if !(u.starts_with("sqlite:")
+            || u.starts_with("postgres://")
+            || u.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "database.url",
+                "must start with sqlite: or postgres:// (postgresql://)",
+            ));
+        }
+    }
+
+    let workfront = validate_workfront(raw.workfront)?;
+
+    let mut order = Vec::new();
+    for (i, name) in raw.matching.order.iter().enumerate() {
+        let id = match name.as_str() {
+            "employee_id" => Identifier::EmployeeId,
+            "email" => Identifier::Email,
+            other => {
+                return Err(bad(
+                    &format!("matching.order[{i}]"),
+                    format!("unknown identifier {other:?}; use \"employee_id\" or \"email\""),
+                ))
+            }
+        };
+        if order.contains(&id) {
+            return Err(bad("matching.order", format!("{name:?} is listed twice")));
+        }
+        order.push(id);
+    }
+    if order.is_empty() {
+        return Err(bad("matching.order", "must name at least one identifier"));
+    }
+    let field = raw.matching.employee_id_field.trim().to_string();
+    let field_ok = field == "extRefID"
+        || field == "ssoUsername"
+        || (field.starts_with("DE:") && field.len() > 3);
+    if !field_ok {
+        return Err(bad(
+            "matching.employee_id_field",
+            "must be extRefID, ssoUsername or \"DE:<custom field label>\"",
+        ));
+    }
+
+    let mut schedule = Vec::new();
+    for (i, s) in raw.retry.schedule.iter().enumerate() {
+        schedule.push(duration(s, &format!("retry.schedule[{i}]"))?);
+    }
+    if !(0.0..=1.0).contains(&raw.retry.jitter) {
+        return Err(bad("retry.jitter", "must be between 0.0 and 1.0"));
+    }
+    let retry = RetryPolicy::new(schedule, raw.retry.jitter);
+
+    let timezone = jiff::tz::TimeZone::get(&raw.lifecycle.timezone).map_err(|e| {
+        bad(
+            "lifecycle.timezone",
+            format!("{e} (expected an IANA name like Europe/Berlin)"),
+        )
+    })?;
+    let lifecycle = LifecycleSettings {
+        timezone,
+        timezone_name: raw.lifecycle.timezone.clone(),
+        date_only_means: match raw.lifecycle.date_only_means.as_str() {
+            "end_of_day" => DateOnlyMeans::EndOfDay,
+            "start_of_day" => DateOnlyMeans::StartOfDay,
+            _ => {
+                return Err(bad(
+                    "lifecycle.date_only_means",
+                    "must be end_of_day or start_of_day",
+                ))
+            }
+        },
+        reactivate_on_rehire: raw.lifecycle.reactivate_on_rehire,
+        reactivate_on_cancel: raw.lifecycle.reactivate_on_cancel,
+        reactivation_access_level_id: non_empty(raw.lifecycle.reactivation_access_level_id),
+    };
+
+    let safety = SafetySettings {
+        dry_run: raw.safety.dry_run,
+        require_approval: raw.safety.require_approval,
+        protect_admins: raw.safety.protect_admins,
+        protected: raw
+            .safety
+            .protected
+            .iter()
+            .map(|p| p.trim().to_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect(),
+        brake_max: raw.safety.brake_max,
+        brake_window: duration(&raw.safety.brake_window, "safety.brake_window")?,
+    };
+
+    let admin = AdminSettings {
+        token: secret(raw.admin.token, raw.admin.token_file, "admin.token")?,
+    };
+    let notify = NotifySettings {
+        webhook_url: match non_empty(raw.notify.webhook_url) {
+            None => None,
+            Some(u) => Some(http_url(&u, "notify.webhook_url")?),
+        },
+    };
+    let log = LogSettings {
+        format: match raw.log.format.as_str() {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            _ => return Err(bad("log.format", "must be json or pretty")),
+        },
+        pii: raw.log.pii,
+        level: raw.log.level,
+    };
+    let worker = WorkerSettings {
+        poll_interval: positive_duration(&raw.worker.poll_interval, "worker.poll_interval")?,
+        lease: positive_duration(&raw.worker.lease, "worker.lease")?,
+        auth_probe_interval: positive_duration(
+            &raw.worker.auth_probe_interval,
+            "worker.auth_probe_interval",
+        )?,
+    };
+    let mut sources = BTreeMap::new();
+    for (name, src) in raw.sources {
+        let validated = validate_source(&name, src)?;
+        sources.insert(name, validated);
+    }
+    Ok(Settings {
+        server,
+        database: DatabaseSettings { url: db_url },
+        workfront,
+        matching: MatchingSettings {
+            order,
+            employee_id_field: field,
+        },
+        retry,
+        lifecycle,
+        safety,
+        admin,
+        notify,
+        retention: RetentionSettings {
+            payload_days: raw.retention.payload_days,
+            audit_days: raw.retention.audit_days,
+        },
+        log,
+        worker,
+        sources,
+    })
+}
+
+fn validate_workfront(raw: RawWorkfront) -> Result<WorkfrontSettings, ConfigError> {
+    let base_url = http_url(&raw.base_url, "workfront.base_url")?;
+    let version = raw.api_version.trim();
+    let version_ok = version
+        .strip_prefix('v')
+        .map(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .unwrap_or(false);
+    if !version_ok {
+        return Err(bad("workfront.api_version", "must look like v21.0"));
+    }
+    let auth = match raw.auth.as_str() {
+        "api_key" => {
+            let key = secret(raw.api_key, raw.api_key_file, "workfront.api_key")?
+                .unwrap_or_else(|| SecretString::from(String::new()));
+            let in_query = match raw.api_key_in.as_str() {
+                "header" => false,
+                "query" => true,
+                _ => return Err(bad("workfront.api_key_in", "must be header or query")),
+            };
+            WorkfrontAuth::ApiKey { key, in_query }
+        }
+        "oauth_jwt" | "ims" => {
+            return Err(bad(
+                "workfront.auth",
+                format!(
+                    "{:?} is not supported by this version yet; use api_key",
+                    raw.auth
+                ),
+            ))
+        }
+        other => {
+            return Err(bad(
+                "workfront.auth",
+                format!("unknown value {other:?}; use api_key"),
+            ))
+        }
+    };
+    if raw.max_concurrency == 0 {
+        return Err(bad("workfront.max_concurrency", "must be at least 1"));
+    }
+    Ok(WorkfrontSettings {
+        base_url,
+        api_version: version.to_string(),
+        auth,
+        max_concurrency: raw.max_concurrency,
+        connect_timeout: positive_duration(&raw.connect_timeout, "workfront.connect_timeout")?,
+        request_timeout: positive_duration(&raw.request_timeout, "workfront.request_timeout")?,
+    })
+}
+
+fn validate_source(name: &str, raw: RawSource) -> Result<SourceSettings, ConfigError> {
+    let key = |k: &str| format!("sources.{name}.{k}");
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_ok {
+        return Err(bad(
+            &format!("sources.{name}"),
+            "source names may only contain letters, digits, '-' and '_'",
+        ));
+    }
+    let kind = match raw.kind.as_str() {
+        "standard" => SourceKind::Standard,
+        other => {
+            return Err(bad(
+                &key("kind"),
+                format!("unsupported kind {other:?}; this version supports: standard"),
+            ))
+        }
+    };
+    let tolerance = match &raw.tolerance {
+        Some(t) => positive_duration(t, &key("tolerance"))?,
+        None => Duration::from_secs(300),
+    };
+    let auth = match raw.auth.as_deref().unwrap_or("signature") {
+        "signature" => {
+            let mut all = Vec::new();
+            if let Some(one) = secret(raw.secret, raw.secret_file, &key("secret"))? {
+                all.push((key("secret"), one));
+            }
+            for (i, s) in raw.secrets.unwrap_or_default().into_iter().enumerate() {
+                if !s.expose_secret().is_empty() {
+                    all.push((format!("{}[{i}]", key("secrets")), s));
+                }
+            }
+            if all.is_empty() {
+                return Err(bad(
+                    &key("secret"),
+                    "a signing secret is required (secret, secret_file or secrets)",
+                ));
+            }
+            let keys = all
+                .iter()
+                .map(|(k, s)| decode_whsec(s.expose_secret(), k))
+                .collect::<Result<Vec<_>, _>>()?;
+            SourceAuth::Signature { keys }
+        }
+        "bearer" => SourceAuth::Bearer {
+            token: secret(raw.token, raw.token_file, &key("token"))?
+                .ok_or_else(|| bad(&key("token"), "is required with auth = \"bearer\""))?,
+        },
+        "basic" => SourceAuth::Basic {
+            username: raw
+                .username
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| bad(&key("username"), "is required with auth = \"basic\""))?,
+            password: secret(raw.password, raw.password_file, &key("password"))?
+                .ok_or_else(|| bad(&key("password"), "is required with auth = \"basic\""))?,
+        },
+        other => {
+            return Err(bad(
+                &key("auth"),
+                format!("unknown value {other:?}; use signature, bearer or basic"),
+            ))
+        }
+    };
+    Ok(SourceSettings {
+        name: name.to_string(),
+        kind,
+        auth,
+        tolerance,
+    })
+}
+
+/// Decodes a Standard Webhooks secret (`whsec_` + base64; the prefix is optional as in the
+/// reference libraries) into key bytes. Shorter than 24 bytes is refused: the spec asks for at
+/// least that much randomness.
+pub fn decode_whsec(secret: &str, key: &str) -> Result<SecretKey, ConfigError> {
+    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| bad(key, "must be whsec_ followed by base64"))?;
+    if bytes.len() < 24 {
+        return Err(bad(key, "must decode to at least 24 bytes of key"));
+    }
+    Ok(std::sync::Arc::new(SecretBox::new(
+        bytes.into_boxed_slice(),
+    )))
+}
+
+/// Resolves a secret given inline or as `<key>_file`. Empty counts as unset, so the default
+/// `""` can be overridden by a file; giving both non-empty is ambiguous and refused.
+fn secret(
+    inline: Option<SecretString>,
+    file: Option<PathBuf>,
+    key: &str,
+) -> Result<Option<SecretString>, ConfigError> {
+    let inline = inline.filter(|s| !s.expose_secret().is_empty());
+    let file = file.filter(|p| !p.as_os_str().is_empty());
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(bad(
+            key,
+            format!("is given both inline and as {key}_file; keep one"),
+        )),
+        (Some(s), None) => Ok(Some(s)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                bad(
+                    &format!("{key}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+            let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+            if trimmed.is_empty() {
+                return Err(bad(
+                    &format!("{key}_file"),
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            Ok(Some(SecretString::from(trimmed.to_string())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Parses `"10s"`, `"2m"`, `"1h"`, `"500ms"` (jiff's friendly format, ISO 8601 also accepted).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s.trim().parse().map_err(|_| {
+        format!("{s:?} is not a duration (examples: \"500ms\", \"10s\", \"2m\", \"1h\")")
+    })?;
+    Duration::try_from(d).map_err(|_| format!("{s:?} must not be negative"))
+}
+
+fn duration(s: &str, key: &str) -> Result<Duration, ConfigError> {
+    parse_duration(s).map_err(|e| bad(key, e))
+}
+
+fn positive_duration(s: &str, key: &str) -> Result<Duration, ConfigError> {
+    let d = duration(s, key)?;
+    if d.is_zero() {
+        return Err(bad(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn positive(v: usize, key: &str) -> Result<usize, ConfigError> {
+    if v == 0 {
+        return Err(bad(key, "must be greater than zero"));
+    }
+    Ok(v)
+}
+
+fn http_url(s: &str, key: &str) -> Result<url::Url, ConfigError> {
+    let u = url::Url::parse(s.trim()).map_err(|e| bad(key, format!("{e}")))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err(bad(key, "must be an http:// or https:// URL"));
+    }
+    if u.host().is_none() {
+        return Err(bad(key, "must name a host"));
+    }
+    Ok(u)
+}
+
+fn non_empty(s: String) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
