@@ -8,9 +8,15 @@ use serde_json::json;
 
 use crate::harness::*;
 
+/// The sample users plus a plain active one, `E-5001`.
 fn brake_opts(max: u32, window: &str, notify: &str) -> Options {
-    options(&format!("[safety]\nbrake_max = {max}\nbrake_window = \"{window}\"\n[notify]\nwebhook_url = \"{notify}\""))
+    let mut opts = options(&format!("[safety]\nbrake_max = {max}\nbrake_window = \"{window}\"\n[notify]\nwebhook_url = \"{notify}\""));
+    let extra = json!({"ID": EXTRA, "name": "Extra User", "emailAddr": "extra@example.com", "isActive": true, "isAdmin": false, "extRefID": "E-5001"});
+    opts.sim.users.push(serde_json::from_value(extra).unwrap());
+    opts
 }
+
+const EXTRA: &str = "5f1c0a7e0000a1b2c3d4e5f600005001";
 
 /// Three users the brake tests terminate in order (all active in the sample data).
 const WAVE: [(&str, &str); 4] = [
@@ -45,14 +51,19 @@ async fn the_brake_lets_exactly_brake_max_through_and_holds_the_next_with_one_no
     assert!(note["text"].as_str().unwrap().contains("brake"), "{note}");
     assert_eq!(note["action_id"], third.as_str());
 
-    // A second held action in the same engagement sends no second brake notification.
-    let fourth = app
-        .terminate(Some("E-2000"), Some("sam.twin@example.com"))
-        .await;
-    app.wait_for_status(&fourth, "held").await;
+    // A second held action in the same engagement sends no second brake notification. The admin
+    // hold after it is the sentinel: once its notification is in, the brake hold before it has
+    // long been decided.
+    let fourth = app.terminate(Some("E-5001"), None).await;
+    assert_eq!(
+        app.wait_for_status(&fourth, "held").await["reason"],
+        "rate_brake"
+    );
     let m = app.metrics().await;
     assert_eq!(metric(&m, "offboard_brake_engaged"), Some(1.0), "{m}");
-    tokio::time::sleep(Duration::from_millis(300)).await; // let any stray notification arrive
+    let sentinel = app.terminate(Some("E-1001"), None).await;
+    hook.wait_for("the sentinel hold", |v| v["action_id"] == sentinel.as_str())
+        .await;
     assert_eq!(
         hook.received()
             .iter()
@@ -74,6 +85,7 @@ async fn the_brake_lets_exactly_brake_max_through_and_holds_the_next_with_one_no
         .unwrap()
         .iter()
         .any(|a| a == third.as_str()));
+    app.wait_for_status(&fourth, "succeeded").await;
     let done = app.wait_for_status(&third, "succeeded").await;
     assert!(TestApp::steps(&done).contains(&"brake_released".to_string()));
     assert!(done["audit"].to_string().contains("alice"));
@@ -374,7 +386,11 @@ async fn auth_trouble_is_notified_once() {
         app.wait_for_action(id, "waiting on auth", |x| x["reason"] == "workfront_auth")
             .await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Sentinel: with the key working again, an admin hold notifies; auth trouble was told once.
+    app.sim.sim.set_api_key(Some(API_KEY.into()));
+    let sentinel = app.terminate(Some("E-1001"), None).await;
+    hook.wait_for("the sentinel hold", |v| v["action_id"] == sentinel.as_str())
+        .await;
     assert_eq!(
         hook.received()
             .iter()
