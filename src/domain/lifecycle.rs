@@ -81,6 +81,7 @@ pub struct Plan {
     pub stale_because_of: Option<String>,
 }
 
+#[derive(Debug, Clone)]
 pub struct Switches {
     pub reactivate_on_rehire: bool,
     pub reactivate_on_cancel: bool,

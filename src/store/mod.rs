@@ -37,7 +37,7 @@ pub enum Backend {
 
 /// A store failure. `Unavailable` means the database could not be reached or answered with an
 /// error: callers answer 503 so senders retry.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum StoreError {
     Unavailable(String),
     Migration(String),
@@ -63,6 +63,8 @@ impl From<sqlx::Error> for StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The intake writer (group commit of deliveries).
+    intake: tokio::sync::mpsc::Sender<ingest::Job>,
 }
 
 impl Store {
@@ -109,7 +111,12 @@ impl Store {
             }
             Backend::Postgres => options.max_connections(8).connect(&url).await?,
         };
-        Ok(Store { pool, backend })
+        let intake = ingest::spawn_writer(pool.clone(), backend);
+        Ok(Store {
+            pool,
+            backend,
+            intake,
+        })
     }
 
     pub fn backend(&self) -> Backend {
