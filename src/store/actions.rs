@@ -9,7 +9,7 @@ use crate::domain::{ActionKind, Reason, Status};
 
 pub(super) const ACTION_COLS: &str = "id, kind, status, reason, due_at, run_at, created_at, updated_at, source, \
     employee_id, email, employee_name, wf_user_id, wf_user_name, wf_user_email, candidates, attempts, \
-    write_sent, lease_owner, prev_owner, last_error, done_at, approved";
+    write_sent, lease_owner, prev_owner, last_error, done_at, approved, delivery_id";
 
 /// A change to an action made by the worker that holds its lease. `None` leaves a column alone.
 #[derive(Debug, Clone, Default)]
@@ -347,5 +347,6 @@ pub(super) fn action_from_row(r: &AnyRow) -> Result<ActionRecord, StoreError> {
         last_error: r.try_get("last_error")?,
         done_at: r.try_get("done_at")?,
         approved: r.try_get::<i64, _>("approved")? != 0,
+        delivery_id: r.try_get("delivery_id")?,
     })
 }

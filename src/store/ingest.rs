@@ -337,7 +337,7 @@ async fn apply(
     let terminal = create.status.is_terminal();
     sqlx::query(
         "INSERT INTO actions (id, kind, status, reason, due_at, run_at, created_at, updated_at, source, employee_id, email, email_lc, \
-         employee_name, wf_user_id, done_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14)",
+         employee_name, wf_user_id, done_at, delivery_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&id)
     .bind(create.kind.as_str())
@@ -353,6 +353,7 @@ async fn apply(
     .bind(&ev.name)
     .bind(&create.user_id)
     .bind(terminal.then_some(now))
+    .bind(&d.id)
     .execute(&mut **tx)
     .await?;
     let mut detail = ev.detail.clone();

@@ -9,40 +9,25 @@ use sqlx::AnyPool;
 
 use super::{Backend, StoreError};
 
-const SQLITE: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../migrations/sqlite/0001_init.sql"),
-    ),
-    (
-        2,
-        "operator control",
-        include_str!("../../migrations/sqlite/0002_operator_control.sql"),
-    ),
-    (
-        3,
-        "lifecycle",
-        include_str!("../../migrations/sqlite/0003_lifecycle.sql"),
-    ),
-];
-const POSTGRES: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        "operator control",
-        include_str!("../../migrations/postgres/0002_operator_control.sql"),
-    ),
-    (
-        3,
-        "lifecycle",
-        include_str!("../../migrations/postgres/0003_lifecycle.sql"),
-    ),
-];
+/// Embeds the numbered migration files of one backend's folder.
+macro_rules! embed {
+    ($dir:literal: $($version:literal $name:literal $file:literal),+ $(,)?) => {
+        &[$(($version, $name, include_str!(concat!("../../migrations/", $dir, "/", $file)))),+]
+    };
+}
+
+const SQLITE: &[(i64, &str, &str)] = embed!("sqlite":
+    1 "init" "0001_init.sql",
+    2 "operator control" "0002_operator_control.sql",
+    3 "lifecycle" "0003_lifecycle.sql",
+    4 "action delivery" "0004_action_delivery.sql",
+);
+const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
+    1 "init" "0001_init.sql",
+    2 "operator control" "0002_operator_control.sql",
+    3 "lifecycle" "0003_lifecycle.sql",
+    4 "action delivery" "0004_action_delivery.sql",
+);
 
 #[derive(Debug)]
 struct Embedded(&'static [(i64, &'static str, &'static str)]);

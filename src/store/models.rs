@@ -107,6 +107,8 @@ pub struct ActionRecord {
     pub done_at: Option<i64>,
     /// An operator approved it: safety holds no longer apply.
     pub approved: bool,
+    /// The delivery that created it (none for rows older than this column).
+    pub delivery_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

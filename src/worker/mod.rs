@@ -132,7 +132,8 @@ impl Worker {
                             let ctx = self.ctx.clone();
                             let wake = self.wake.clone();
                             let span = tracing::info_span!("action", action_id = %action.id, attempt = action.attempts,
-                                kind = action.kind.as_str(), source = %action.source, wf_user_id = tracing::field::Empty);
+                                kind = action.kind.as_str(), source = %action.source,
+                                delivery_id = action.delivery_id.as_deref().unwrap_or("-"), wf_user_id = tracing::field::Empty);
                             running.spawn(
                                 async move {
                                     pipeline::process(&ctx, action).await;
