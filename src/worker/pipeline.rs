@@ -436,18 +436,34 @@ fn user_json(u: &User) -> Value {
     json!({ "ID": u.id, "name": u.name, "emailAddr": u.email, "isActive": u.is_active, "isAdmin": u.is_admin })
 }
 
-/// Masks every email-looking token in a log line.
+/// Masks every email address in a log line (`jane.doe@example.com` → `j***@example.com`),
+/// wherever it stands: in JSON strings, query strings, messages.
 fn mask_emails_in(text: &str) -> String {
+    let local = |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c);
+    let domain = |c: char| c.is_ascii_alphanumeric() || ".-".contains(c);
+    let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
-    for (i, token) in text.split('"').enumerate() {
-        if i > 0 {
-            out.push('"');
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '@' {
+            let start = out.chars().rev().take_while(|c| local(*c)).count();
+            let has_domain = chars.get(i + 1).is_some_and(|c| domain(*c));
+            if start > 0 && has_domain {
+                let keep: String = out.chars().rev().take(start).last().into_iter().collect();
+                let cut = out.len()
+                    - out
+                        .chars()
+                        .rev()
+                        .take(start)
+                        .map(char::len_utf8)
+                        .sum::<usize>();
+                out.truncate(cut);
+                out.push_str(&keep);
+                out.push_str("***");
+            }
         }
-        if token.contains('@') && !token.contains(' ') {
-            out.push_str(&mask_email(token));
-        } else {
-            out.push_str(token);
-        }
+        out.push(chars[i]);
+        i += 1;
     }
     out
 }
@@ -463,5 +479,12 @@ mod tests {
         assert!(masked.contains("j***@example.com"), "{masked}");
         assert!(!masked.contains("jane.doe"), "{masked}");
         assert!(masked.contains("\"Jane\""));
+    }
+
+    #[test]
+    fn emails_inside_query_strings_and_sentences_are_masked() {
+        let line = "GET user/search?emailAddr=Jane.Doe+x@Example.com&emailAddr_Mod=cieq for a@b.co, not @handles or x@";
+        let masked = mask_emails_in(line);
+        assert_eq!(masked, "GET user/search?emailAddr=J***@Example.com&emailAddr_Mod=cieq for a***@b.co, not @handles or x@");
     }
 }
