@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::Ctx;
 use crate::config::Identifier;
-use crate::domain::{mask_email, ActionKind, Reason, Status};
+use crate::domain::{ActionKind, Reason, Status};
 use crate::safety::{self, Decision};
 use crate::store::{ActionRecord, AuditEntry, Brake, Gate, Update, WfUserRef};
 use crate::workfront::{Call, Exchange, Failure, FailureClass, User};
@@ -62,7 +62,7 @@ impl Attempt<'_> {
         if self.ctx.settings.log.pii {
             return text;
         }
-        mask_emails_in(&text)
+        crate::telemetry::mask_emails(&text)
     }
 
     fn exchange(&mut self, ex: &Exchange) {
@@ -434,57 +434,4 @@ fn user_ref(u: &User) -> WfUserRef {
 
 fn user_json(u: &User) -> Value {
     json!({ "ID": u.id, "name": u.name, "emailAddr": u.email, "isActive": u.is_active, "isAdmin": u.is_admin })
-}
-
-/// Masks every email address in a log line (`jane.doe@example.com` → `j***@example.com`),
-/// wherever it stands: in JSON strings, query strings, messages.
-fn mask_emails_in(text: &str) -> String {
-    let local = |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c);
-    let domain = |c: char| c.is_ascii_alphanumeric() || ".-".contains(c);
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i] == '@' {
-            let start = out.chars().rev().take_while(|c| local(*c)).count();
-            let has_domain = chars.get(i + 1).is_some_and(|c| domain(*c));
-            if start > 0 && has_domain {
-                let keep: String = out.chars().rev().take(start).last().into_iter().collect();
-                let cut = out.len()
-                    - out
-                        .chars()
-                        .rev()
-                        .take(start)
-                        .map(char::len_utf8)
-                        .sum::<usize>();
-                out.truncate(cut);
-                out.push_str(&keep);
-                out.push_str("***");
-            }
-        }
-        out.push(chars[i]);
-        i += 1;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn emails_inside_json_log_details_are_masked() {
-        let line = json!({"emailAddr": "jane.doe@example.com", "name": "Jane"}).to_string();
-        let masked = mask_emails_in(&line);
-        assert!(masked.contains("j***@example.com"), "{masked}");
-        assert!(!masked.contains("jane.doe"), "{masked}");
-        assert!(masked.contains("\"Jane\""));
-    }
-
-    #[test]
-    fn emails_inside_query_strings_and_sentences_are_masked() {
-        let line = "GET user/search?emailAddr=Jane.Doe+x@Example.com&emailAddr_Mod=cieq for a@b.co, not @handles or x@";
-        let masked = mask_emails_in(line);
-        assert_eq!(masked, "GET user/search?emailAddr=J***@Example.com&emailAddr_Mod=cieq for a***@b.co, not @handles or x@");
-    }
 }
