@@ -282,24 +282,43 @@ impl Store {
     }
 }
 
+/// Appends audit entries in one statement (one round trip to the database, however many).
 pub(super) async fn append_audit(
     tx: &mut Transaction<'_, Any>,
     action_id: &str,
     entries: &[AuditEntry],
 ) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..entries.len())
+        .map(|i| {
+            format!(
+                "(${}, ${}, ${}, ${})",
+                4 * i + 1,
+                4 * i + 2,
+                4 * i + 3,
+                4 * i + 4
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO audit (action_id, at, step, detail) VALUES {}",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
     for e in entries {
         let at =
             e.at.parse::<jiff::Timestamp>()
                 .map(|t| t.as_millisecond())
                 .unwrap_or_else(|_| jiff::Timestamp::now().as_millisecond());
-        sqlx::query("INSERT INTO audit (action_id, at, step, detail) VALUES ($1, $2, $3, $4)")
+        q = q
             .bind(action_id)
             .bind(at)
-            .bind(&e.step)
-            .bind(e.detail.to_string())
-            .execute(&mut **tx)
-            .await?;
+            .bind(e.step.as_str())
+            .bind(e.detail.to_string());
     }
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 
