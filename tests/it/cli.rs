@@ -241,3 +241,96 @@ async fn the_actions_cli_reports_refusals_and_a_missing_token() {
     let release = actions_cli(&app, &["release-brake"], Some(ADMIN_TOKEN)).await;
     assert!(String::from_utf8_lossy(&release.stdout).contains("released 0"));
 }
+
+#[tokio::test]
+async fn check_config_connect_proves_the_workfront_credentials() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_config(
+        &dir,
+        &format!(
+            "[workfront]\nbase_url = \"{}\"\napi_key = \"{API_KEY}\"\n",
+            app.sim.base_url()
+        ),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        offboard()
+            .args(["check-config", "--connect", "--config"])
+            .arg(&good)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Workfront answered"));
+    let dir2 = tempfile::tempdir().unwrap();
+    let bad = write_config(
+        &dir2,
+        &format!(
+            "[workfront]\nbase_url = \"{}\"\napi_key = \"wrong\"\n",
+            app.sim.base_url()
+        ),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        offboard()
+            .args(["check-config", "--connect", "--config"])
+            .arg(&bad)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the credentials"));
+}
+
+#[test]
+fn migrate_creates_and_migrates_a_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let path = write_config(
+        &dir,
+        &format!("[database]\nurl = \"sqlite://{}\"\n", db.display()),
+    );
+    let out = offboard()
+        .args(["migrate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(db.exists());
+    // Running it again is a no-op.
+    assert!(offboard()
+        .args(["migrate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap()
+        .status
+        .success());
+}
+
+#[test]
+fn the_demo_runs_with_no_configuration_and_exits_0() {
+    let out = offboard()
+        .arg("demo")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("succeeded/deactivated"), "{stdout}");
+    assert!(stdout.contains("done: Jane Doe is deactivated"), "{stdout}");
+}
