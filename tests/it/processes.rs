@@ -17,12 +17,15 @@ pub struct Replica {
     port: u16,
 }
 
+/// A free port below the ephemeral range, so that no client socket of another test can take it
+/// while a replica is restarted on it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = fastrand::u16(20_000..30_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A config for a replica: `extra` TOML lines are appended.
