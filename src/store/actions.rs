@@ -257,7 +257,7 @@ impl Store {
         }
         if let Some(e) = &filter.employee {
             push(
-                "(employee_id = ? OR LOWER(email) = ?)",
+                "(employee_id = ? OR email_lc = ?)",
                 vec![e.clone(), e.to_lowercase()],
             );
         }
