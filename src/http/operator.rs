@@ -54,7 +54,10 @@ async fn apply(
     verb: &str,
 ) -> Result<Json<ActionView>, ApiError> {
     match app.store.operator_change(id, &change, entry).await {
-        Ok(_) => {
+        Ok(changed) => {
+            if let (OpChange::Cancel, Some(reason)) = (&change, changed.reason) {
+                app.metrics.action(changed.kind, changed.status, reason);
+            }
             app.wake.notify_one();
             let detail = app.store.get_action(id).await?.ok_or(ApiError::Internal)?;
             tracing::info!(action_id = %id, operation = verb, "operator change applied");

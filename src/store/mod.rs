@@ -128,8 +128,13 @@ impl Store {
         migrations::run(&self.pool, self.backend).await
     }
 
-    /// True when the database answers and is migrated.
+    /// Ok when the database answers, is migrated, and the intake writer runs.
     pub async fn ready(&self) -> Result<(), StoreError> {
+        if self.intake.is_closed() {
+            return Err(StoreError::Unavailable(
+                "the intake writer has stopped".into(),
+            ));
+        }
         sqlx::query("SELECT COUNT(*) FROM actions WHERE 1 = 0")
             .fetch_one(&self.pool)
             .await?;
