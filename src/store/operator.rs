@@ -84,7 +84,8 @@ impl OpChange {
 
 impl Store {
     /// Checks the brake (when given) and, if the write may go ahead, marks it as sent, all in one
-    /// transaction. `update` and `audit` are recorded either way.
+    /// transaction. `update` and `audit` are recorded either way. Three statements on the common
+    /// path: read (cancellation flag, brake count, engagement), mark, audit.
     pub async fn begin_write(
         &self,
         id: &str,
@@ -94,99 +95,117 @@ impl Store {
         brake: Option<Brake>,
     ) -> Result<Gate, StoreError> {
         let now = jiff::Timestamp::now().as_millisecond();
+        let window_ms = brake.map(|b| b.window_ms).unwrap_or(0);
         let mut tx = self.pool.begin().await?;
-        // A cancellation that arrived while the action was being worked on stops it here.
-        let stop = sqlx::query(
-            "UPDATE actions SET status = 'cancelled', reason = 'termination_cancelled', lease_owner = NULL, lease_until = NULL, \
-             updated_at = $3, done_at = $3 WHERE id = $1 AND lease_owner = $2 AND cancel_requested = 1",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if stop == 1 {
-            let mut entries = audit.to_vec();
-            entries.push(AuditEntry::now("finished", serde_json::json!({"status": "cancelled", "reason": "termination_cancelled", "write_sent": false})));
-            append_audit(&mut tx, id, &entries).await?;
-            tx.commit().await?;
-            return Ok(Gate::Cancelled);
-        }
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(BRAKE_LOCK)
                 .execute(&mut *tx)
                 .await?;
         }
-        let mut recent = 0;
-        if let Some(b) = brake {
-            recent = sqlx::query(
-                "SELECT COUNT(*) AS n FROM actions WHERE kind = 'deactivate' AND write_at >= $1",
-            )
-            .bind(now - b.window_ms)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get::<i64, _>("n")?;
-            if recent >= i64::from(b.max) {
-                let held = sqlx::query(
-                    "UPDATE actions SET status = 'held', reason = 'rate_brake', lease_owner = NULL, lease_until = NULL, \
-                     wf_user_id = COALESCE($3, wf_user_id), wf_user_name = COALESCE($4, wf_user_name), \
-                     wf_user_email = COALESCE($5, wf_user_email), updated_at = $6 WHERE id = $1 AND lease_owner = $2",
-                )
-                .bind(id)
-                .bind(owner)
-                .bind(update.user.as_ref().map(|u| u.id.clone()))
-                .bind(update.user.as_ref().and_then(|u| u.name.clone()))
-                .bind(update.user.as_ref().and_then(|u| u.email.clone()))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if held == 0 {
-                    tx.rollback().await?;
-                    return Ok(Gate::LeaseLost);
-                }
-                let first = sqlx::query(
-                    "UPDATE brake SET engaged = 1, engaged_at = $1 WHERE id = 1 AND engaged = 0",
-                )
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                let mut entries = audit.to_vec();
-                entries.push(AuditEntry::now(
-                    "safety_hold",
-                    serde_json::json!({"reason": "rate_brake", "deactivations_in_window": recent, "brake_max": b.max,
-                        "brake_window_ms": b.window_ms, "brake_newly_engaged": first}),
-                ));
-                entries.push(AuditEntry::now(
-                    "finished",
-                    serde_json::json!({"status": "held", "reason": "rate_brake"}),
-                ));
-                append_audit(&mut tx, id, &entries).await?;
-                tx.commit().await?;
-                return Ok(Gate::Braked { first, recent });
-            }
-            // Deactivations flow again: the engagement, if any, is over.
-            sqlx::query(
-                "UPDATE brake SET engaged = 0, engaged_at = NULL WHERE id = 1 AND engaged = 1",
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-        let marked = sqlx::query(
-            "UPDATE actions SET write_sent = 1, write_at = $3, wf_user_id = COALESCE($4, wf_user_id), \
-             wf_user_name = COALESCE($5, wf_user_name), wf_user_email = COALESCE($6, wf_user_email), updated_at = $3 \
-             WHERE id = $1 AND lease_owner = $2",
+        let row = sqlx::query(
+            "SELECT a.cancel_requested AS stop, \
+               (SELECT COUNT(*) FROM actions w WHERE w.kind = 'deactivate' AND w.write_at >= $3) AS recent, \
+               (SELECT engaged FROM brake WHERE id = 1) AS engaged \
+             FROM actions a WHERE a.id = $1 AND a.lease_owner = $2",
         )
         .bind(id)
         .bind(owner)
+        .bind(now - window_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(Gate::LeaseLost);
+        };
+        let stop = row.try_get::<i64, _>("stop")? != 0;
+        let recent = row.try_get::<i64, _>("recent")?;
+        let engaged = row.try_get::<Option<i64>, _>("engaged")?.unwrap_or(0) != 0;
+        let user_id = update.user.as_ref().map(|u| u.id.clone());
+        let user_name = update.user.as_ref().and_then(|u| u.name.clone());
+        let user_email = update.user.as_ref().and_then(|u| u.email.clone());
+        let mut entries = audit.to_vec();
+
+        // A cancellation that arrived while the action was being worked on stops it here.
+        if stop {
+            let stopped = sqlx::query(
+                "UPDATE actions SET status = 'cancelled', reason = 'termination_cancelled', lease_owner = NULL, lease_until = NULL, \
+                 updated_at = $2, done_at = $2 WHERE id = $1 AND lease_owner = $3",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if stopped == 0 {
+                tx.rollback().await?;
+                return Ok(Gate::LeaseLost);
+            }
+            entries.push(AuditEntry::now("finished", serde_json::json!({"status": "cancelled", "reason": "termination_cancelled", "write_sent": false})));
+            append_audit(&mut tx, id, &entries).await?;
+            tx.commit().await?;
+            return Ok(Gate::Cancelled);
+        }
+
+        if let Some(b) = brake.filter(|b| recent >= i64::from(b.max)) {
+            let held = sqlx::query(
+                "UPDATE actions SET status = 'held', reason = 'rate_brake', lease_owner = NULL, lease_until = NULL, \
+                 wf_user_id = COALESCE($2, wf_user_id), wf_user_name = COALESCE($3, wf_user_name), \
+                 wf_user_email = COALESCE($4, wf_user_email), updated_at = $5 WHERE id = $1 AND lease_owner = $6",
+            )
+            .bind(id)
+            .bind(user_id)
+            .bind(user_name)
+            .bind(user_email)
+            .bind(now)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if held == 0 {
+                tx.rollback().await?;
+                return Ok(Gate::LeaseLost);
+            }
+            if !engaged {
+                sqlx::query("UPDATE brake SET engaged = 1, engaged_at = $1 WHERE id = 1")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            entries.push(AuditEntry::now(
+                "safety_hold",
+                serde_json::json!({"reason": "rate_brake", "deactivations_in_window": recent, "brake_max": b.max,
+                    "brake_window_ms": b.window_ms, "brake_newly_engaged": !engaged}),
+            ));
+            entries.push(AuditEntry::now(
+                "finished",
+                serde_json::json!({"status": "held", "reason": "rate_brake"}),
+            ));
+            append_audit(&mut tx, id, &entries).await?;
+            tx.commit().await?;
+            return Ok(Gate::Braked {
+                first: !engaged,
+                recent,
+            });
+        }
+        if brake.is_some() && engaged {
+            // Deactivations flow again: the engagement is over.
+            sqlx::query("UPDATE brake SET engaged = 0, engaged_at = NULL WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let marked = sqlx::query(
+            "UPDATE actions SET write_sent = 1, write_at = $2, wf_user_id = COALESCE($3, wf_user_id), \
+             wf_user_name = COALESCE($4, wf_user_name), wf_user_email = COALESCE($5, wf_user_email), updated_at = $2 \
+             WHERE id = $1 AND lease_owner = $6",
+        )
+        .bind(id)
         .bind(now)
-        .bind(update.user.as_ref().map(|u| u.id.clone()))
-        .bind(update.user.as_ref().and_then(|u| u.name.clone()))
-        .bind(update.user.as_ref().and_then(|u| u.email.clone()))
+        .bind(user_id)
+        .bind(user_name)
+        .bind(user_email)
+        .bind(owner)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -194,7 +213,6 @@ impl Store {
             tx.rollback().await?;
             return Ok(Gate::LeaseLost);
         }
-        let mut entries = audit.to_vec();
         if brake.is_some() {
             entries.push(AuditEntry::now(
                 "brake_checked",

@@ -414,3 +414,36 @@ async fn purging_payloads_keeps_the_audit_trail_readable() {
     let (_, audit) = store.purge(much_later, 30, 400).await.unwrap();
     assert!(audit >= 5);
 }
+
+#[tokio::test]
+async fn a_cancellation_that_arrives_while_the_action_is_being_worked_on_stops_it_before_the_write()
+{
+    let mut opts = options("");
+    opts.sim.latency = Duration::from_millis(400);
+    let app = spawn_app_with(opts).await;
+    let now = jiff::Timestamp::now();
+    let id = first_action(&send(&app, &event("employee.terminated", "E-1043", now, None)).await);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.sim.sim.state_in_flight() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never called Workfront"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    send(
+        &app,
+        &event(
+            "employee.termination_cancelled",
+            "E-1043",
+            now + secs(1),
+            None,
+        ),
+    )
+    .await;
+    let a = app.wait_for_status(&id, "cancelled").await;
+    assert_eq!(a["reason"], "termination_cancelled");
+    assert!(TestApp::steps(&a).contains(&"cancel_requested".to_string()));
+    assert_eq!(app.puts(), 0);
+    assert_eq!(app.is_active(JOHN), Some(true));
+}
