@@ -150,7 +150,13 @@ impl Worker {
             if claimed_all {
                 continue;
             }
-            let wait = self.until_next(poll).await;
+            // While actions run, each completion wakes the loop; otherwise sleep until the next
+            // due time (at most `poll`).
+            let wait = if running.is_empty() {
+                self.until_next(poll).await
+            } else {
+                poll
+            };
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
