@@ -145,6 +145,32 @@ pub struct OperatorBody {
     pub note: Option<String>,
 }
 
+/// What approve, retry and cancel answer (for the document; the handlers answer `ActionView` or
+/// an `ApiError`).
+// Never built, only described: hence dead code and an unbalanced size.
+#[allow(dead_code, clippy::large_enum_variant)]
+#[derive(utoipa::IntoResponses)]
+pub enum OperatorResponses {
+    /// The action after the change, with its events and audit trail.
+    #[response(status = 200)]
+    Changed(ActionView),
+    /// bad_request: a body that is not an operator body, or a user that needs `override`.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// unauthorized
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// admin_disabled
+    #[response(status = 403)]
+    Disabled(ErrorBody),
+    /// not_found
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// conflict: the action's status does not allow this operation.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct BrakeReleased {
     pub released: usize,

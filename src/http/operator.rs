@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::admin::{check_token, detail_json};
 use super::error::current_request_id;
-use super::openapi::{ActionView, BrakeReleased, ErrorBody, OperatorBody};
+use super::openapi::{ActionView, BrakeReleased, ErrorBody, OperatorBody, OperatorResponses};
 use super::{ApiError, AppState};
 use crate::domain::{Reason, Status};
 use crate::store::{AuditEntry, OpChange, OpError, WfUserRef};
@@ -81,14 +81,7 @@ fn conflict_message(verb: &str, status: Status) -> String {
 #[utoipa::path(post, path = "/admin/v1/actions/{id}/approve", tag = "admin", security(("admin_token" = [])),
     params(("id" = String, Path, description = "act_...")),
     request_body(content = OperatorBody, description = "optional"),
-    responses(
-        (status = 200, description = "the action after the change", body = ActionView),
-        (status = 400, description = "bad_request", body = ErrorBody),
-        (status = 401, description = "unauthorized", body = ErrorBody),
-        (status = 403, description = "admin_disabled", body = ErrorBody),
-        (status = 404, description = "not_found", body = ErrorBody),
-        (status = 409, description = "conflict: the status does not allow it", body = ErrorBody),
-    ))]
+    responses(OperatorResponses))]
 pub async fn approve(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -152,14 +145,7 @@ pub async fn approve(
 #[utoipa::path(post, path = "/admin/v1/actions/{id}/retry", tag = "admin", security(("admin_token" = [])),
     params(("id" = String, Path, description = "act_...")),
     request_body(content = OperatorBody, description = "optional"),
-    responses(
-        (status = 200, description = "the action after the change", body = ActionView),
-        (status = 400, description = "bad_request", body = ErrorBody),
-        (status = 401, description = "unauthorized", body = ErrorBody),
-        (status = 403, description = "admin_disabled", body = ErrorBody),
-        (status = 404, description = "not_found", body = ErrorBody),
-        (status = 409, description = "conflict: the status does not allow it", body = ErrorBody),
-    ))]
+    responses(OperatorResponses))]
 pub async fn retry(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -179,14 +165,7 @@ pub async fn retry(
 #[utoipa::path(post, path = "/admin/v1/actions/{id}/cancel", tag = "admin", security(("admin_token" = [])),
     params(("id" = String, Path, description = "act_...")),
     request_body(content = OperatorBody, description = "optional"),
-    responses(
-        (status = 200, description = "the action after the change", body = ActionView),
-        (status = 400, description = "bad_request", body = ErrorBody),
-        (status = 401, description = "unauthorized", body = ErrorBody),
-        (status = 403, description = "admin_disabled", body = ErrorBody),
-        (status = 404, description = "not_found", body = ErrorBody),
-        (status = 409, description = "conflict: the status does not allow it", body = ErrorBody),
-    ))]
+    responses(OperatorResponses))]
 pub async fn cancel(
     State(app): State<AppState>,
     headers: HeaderMap,
