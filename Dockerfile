@@ -3,6 +3,8 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# Every target the manifest declares must be present, the benchmark included.
+COPY benches benches
 COPY config config
 COPY migrations migrations
 COPY src src
