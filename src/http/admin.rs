@@ -188,11 +188,15 @@ pub async fn create(
         request_id: Some(current_request_id()),
         received_at: now,
     };
-    let Ingested::Stored { action_ids, .. } =
-        intake::store(&app.store, &app.settings, incoming, &[event]).await?
+    let Ingested::Stored {
+        action_ids, ended, ..
+    } = intake::store(&app.store, &app.settings, incoming, &[event]).await?
     else {
         return Err(ApiError::Internal);
     };
+    for (kind, status, reason) in ended {
+        app.metrics.action(kind, status, reason);
+    }
     app.wake.notify_one();
     let id = action_ids.first().ok_or(ApiError::Internal)?;
     let detail = app.store.get_action(id).await?.ok_or(ApiError::Internal)?;

@@ -112,7 +112,11 @@ async fn handle(
         Ingested::Stored {
             delivery_id,
             action_ids,
+            ended,
         } => {
+            for (kind, status, reason) in ended {
+                app.metrics.action(kind, status, reason);
+            }
             tracing::info!(source = %source, delivery_id = %delivery_id, actions = ?action_ids, events = events.len(), "delivery stored");
             app.wake.notify_one();
             Ok((

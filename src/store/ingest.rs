@@ -7,7 +7,7 @@ use sqlx::{Acquire, Any, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::actions::append_audit;
-use super::models::{AuditEntry, Ingested, NewDelivery, NewEvent};
+use super::models::{AuditEntry, Ended, Ingested, NewDelivery, NewEvent};
 use super::{Backend, Store, StoreError};
 use crate::domain::lifecycle::{self, History, LastDeactivation, OpenAction, Plan, Switches};
 use crate::domain::{new_id, ActionKind, Status};
@@ -157,11 +157,12 @@ async fn ingest_in(
         });
     }
     let mut action_ids = Vec::new();
+    let mut ended = Vec::new();
     for ev in events {
         let email_lc = ev.email.as_ref().map(|e| e.to_lowercase());
         let history = history(tx, ev.employee_id.as_deref(), email_lc.as_deref()).await?;
         let plan = lifecycle::plan(ev.kind, ev.occurred_at, &history, switches, ev.runnable);
-        let (created, outcome) = apply(tx, d, ev, email_lc.as_deref(), &plan).await?;
+        let (created, outcome) = apply(tx, d, ev, email_lc.as_deref(), &plan, &mut ended).await?;
         if let Some(id) = &created {
             action_ids.push(id.clone());
         }
@@ -188,6 +189,7 @@ async fn ingest_in(
     Ok(Ingested::Stored {
         delivery_id: d.id.clone(),
         action_ids,
+        ended,
     })
 }
 
@@ -254,13 +256,15 @@ async fn history(
     })
 }
 
-/// Applies a plan; returns the created action's id and a short outcome for the event row.
+/// Applies a plan; returns the created action's id and a short outcome for the event row, and
+/// pushes the actions it ended at once to `ended` (for metrics).
 async fn apply(
     tx: &mut Transaction<'_, Any>,
     d: &NewDelivery,
     ev: &NewEvent,
     email_lc: Option<&str>,
     plan: &Plan,
+    ended: &mut Vec<Ended>,
 ) -> Result<(Option<String>, String), StoreError> {
     let now = d.received_at;
     let mut outcome = Vec::new();
@@ -284,16 +288,21 @@ async fn apply(
         for id in ids {
             let changed = sqlx::query(
                 "UPDATE actions SET status = $2, reason = $3, updated_at = $4, done_at = $4 \
-                 WHERE id = $1 AND status IN ('scheduled', 'pending', 'held')",
+                 WHERE id = $1 AND status IN ('scheduled', 'pending', 'held') RETURNING kind",
             )
             .bind(id)
             .bind(status)
             .bind(reason)
             .bind(now)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            if changed == 1 {
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(row) = changed {
+                let kind: String = row.try_get("kind")?;
+                if let (Some(k), Ok(st), Ok(re)) =
+                    (ActionKind::parse(&kind), status.parse(), reason.parse())
+                {
+                    ended.push((k, st, re));
+                }
                 append_audit(
                     tx,
                     id,
@@ -335,6 +344,9 @@ async fn apply(
     };
     let id = new_id("act");
     let terminal = create.status.is_terminal();
+    if let (true, Some(reason)) = (terminal, create.reason) {
+        ended.push((create.kind, create.status, reason));
+    }
     sqlx::query(
         "INSERT INTO actions (id, kind, status, reason, due_at, run_at, created_at, updated_at, source, employee_id, email, email_lc, \
          employee_name, wf_user_id, done_at, delivery_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15)",

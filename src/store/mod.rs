@@ -25,7 +25,8 @@ use sqlx::AnyPool;
 
 pub use actions::{ActionFilter, Update};
 pub use models::{
-    ActionDetail, ActionRecord, AuditEntry, EventRecord, Ingested, NewDelivery, NewEvent, WfUserRef,
+    ActionDetail, ActionRecord, AuditEntry, Ended, EventRecord, Ingested, NewDelivery, NewEvent,
+    WfUserRef,
 };
 pub use operator::{Brake, Gate, OpChange, OpError};
 

@@ -38,12 +38,18 @@ pub struct NewEvent {
     pub detail: Value,
 }
 
+/// An action that reached a final status, as counted in metrics.
+pub type Ended = (ActionKind, Status, Reason);
+
 /// What [`super::Store::ingest`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
     Stored {
         delivery_id: String,
         action_ids: Vec<String>,
+        /// Actions that this delivery ended at once (superseded, cancelled, recorded as
+        /// skipped), for metrics.
+        ended: Vec<Ended>,
     },
     Duplicate {
         delivery_id: String,

@@ -153,6 +153,9 @@ async fn a_cancellation_before_execution_cancels_the_termination() {
     );
     assert!(TestApp::steps(&a).contains(&"cancelled_by_hr".to_string()));
     assert_eq!(app.puts(), 0);
+    let m = app.metrics().await;
+    let cancelled = "offboard_actions_total{kind=\"deactivate\",status=\"cancelled\",reason=\"termination_cancelled\"}";
+    assert_eq!(metric(&m, cancelled), Some(1.0), "{m}");
 }
 
 #[tokio::test]
