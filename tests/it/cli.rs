@@ -334,3 +334,73 @@ fn the_demo_runs_with_no_configuration_and_exits_0() {
     assert!(stdout.contains("succeeded/deactivated"), "{stdout}");
     assert!(stdout.contains("done: Jane Doe is deactivated"), "{stdout}");
 }
+
+fn sim_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_workfront-sim"))
+}
+
+#[test]
+fn the_simulator_refuses_a_bad_users_file_and_bad_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.json");
+    std::fs::write(&users, r#"[{"name": "no id"}]"#).unwrap();
+    let out = sim_bin().arg("--users").arg(&users).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no string \"ID\""));
+    let out = sim_bin().args(["--fail-rate", "2"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = sim_bin().args(["--latency", "soon"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn the_simulator_serves_a_users_file_and_refuses_bad_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.json");
+    std::fs::write(
+        &users,
+        r#"[{"ID": "abc", "name": "A B", "emailAddr": "a@b.example", "isActive": true}]"#,
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = sim_bin()
+        .args(["--bind", &format!("127.0.0.1:{port}"), "--api-key", "k"])
+        .arg("--users")
+        .arg(&users)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let found: serde_json::Value = loop {
+        match http.get(format!("{base}/attask/api/v21.0/user/search?emailAddr=A@B.EXAMPLE&emailAddr_Mod=cieq&fields=isActive")).header("apiKey", "k").send().await {
+            Ok(r) => break r.json().await.unwrap(),
+            Err(_) => {
+                assert!(std::time::Instant::now() < deadline, "the simulator did not start");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(found["data"][0]["ID"], "abc");
+    assert_eq!(found["data"][0]["isActive"], true);
+    let unauth = http
+        .get(format!("{base}/attask/api/v21.0/user/abc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauth.status().as_u16(), 401);
+    let bad = http
+        .post(format!("{base}/__sim/faults"))
+        .body("{\"count\": 0, \"status\": 500}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let _ = child.kill();
+    let _ = child.wait();
+}
