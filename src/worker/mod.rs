@@ -5,7 +5,7 @@
 //! stored work). Claimed actions carry a lease (`worker.lease`); a worker that dies leaves them to
 //! expire and be claimed again, where the pipeline checks Workfront's state before writing again.
 //!
-//! In-flight actions are bounded (a few per Workfront connection) so that a large backlog does not
+//! In-flight actions are bounded (two per Workfront connection) so that a large backlog does not
 //! hold leases it cannot work on. On shutdown it stops claiming, lets running actions finish within
 //! a bound, and gives back the leases of any that did not.
 
@@ -103,9 +103,19 @@ impl Worker {
     /// Runs until `cancel` fires, then drains within [`SHUTDOWN_GRACE`].
     pub async fn run(self, cancel: CancellationToken) {
         let settings = &self.ctx.settings;
-        let slots = Arc::new(Semaphore::new(
-            (settings.workfront.max_concurrency * 4).max(4),
-        ));
+        // Two actions per Workfront connection: one calling, one ready with its next call. More
+        // would only wait for a permit while their lease runs down.
+        let slots = Arc::new(Semaphore::new(settings.workfront.max_concurrency * 2));
+        // An action makes up to three calls, each of which may wait for one other call first.
+        let worst = 6 * (settings.workfront.connect_timeout + settings.workfront.request_timeout);
+        if settings.worker.lease < worst {
+            tracing::warn!(
+                lease_secs = settings.worker.lease.as_secs_f64(),
+                worst_case_secs = worst.as_secs_f64(),
+                "worker.lease is shorter than an action's worst case with these Workfront timeouts; \
+                 a slow action may be taken over by another worker (it then re-reads Workfront before writing)"
+            );
+        }
         let lease_ms = settings.worker.lease.as_millis() as i64;
         let poll = settings.worker.poll_interval;
         let mut running = JoinSet::new();
