@@ -242,51 +242,42 @@ async fn the_actions_cli_reports_refusals_and_a_missing_token() {
     assert!(String::from_utf8_lossy(&release.stdout).contains("released 0"));
 }
 
+/// Runs `check-config --connect` against the simulator with `api_key`.
+async fn check_connect(app: &TestApp, api_key: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &format!(
+            "[workfront]\nbase_url = \"{}\"\napi_key = \"{api_key}\"\n",
+            app.sim.base_url()
+        ),
+    );
+    tokio::task::spawn_blocking(move || {
+        let out = offboard()
+            .args(["check-config", "--connect", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        drop(dir);
+        out
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn check_config_connect_proves_the_workfront_credentials() {
     let app = spawn_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let good = write_config(
-        &dir,
-        &format!(
-            "[workfront]\nbase_url = \"{}\"\napi_key = \"{API_KEY}\"\n",
-            app.sim.base_url()
-        ),
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        offboard()
-            .args(["check-config", "--connect", "--config"])
-            .arg(&good)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let good = check_connect(&app, API_KEY).await;
     assert!(
-        out.status.success(),
+        good.status.success(),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&good.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Workfront answered"));
-    let dir2 = tempfile::tempdir().unwrap();
-    let bad = write_config(
-        &dir2,
-        &format!(
-            "[workfront]\nbase_url = \"{}\"\napi_key = \"wrong\"\n",
-            app.sim.base_url()
-        ),
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        offboard()
-            .args(["check-config", "--connect", "--config"])
-            .arg(&bad)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the credentials"));
+    assert!(String::from_utf8_lossy(&good.stderr).contains("Workfront answered"));
+    let bad = check_connect(&app, "wrong").await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("refused the credentials"));
 }
 
 #[test]

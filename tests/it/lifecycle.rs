@@ -27,6 +27,23 @@ fn first_action(answer: &Value) -> String {
         .to_string()
 }
 
+/// Posts an event for `employee_id` and returns the action it created.
+async fn act(
+    app: &TestApp,
+    kind: &str,
+    employee_id: &str,
+    at: jiff::Timestamp,
+    effective: Option<&str>,
+) -> String {
+    first_action(
+        &send(
+            app,
+            &event(kind, employee_id, at, effective.map(str::to_string)),
+        )
+        .await,
+    )
+}
+
 /// Waits until the wall clock is past `t`.
 async fn wait_until(t: jiff::Timestamp) {
     while jiff::Timestamp::now() <= t {
@@ -40,13 +57,14 @@ async fn a_future_termination_is_scheduled_and_executed_when_due() {
     let now = jiff::Timestamp::now();
     // Stored to the millisecond.
     let due = jiff::Timestamp::from_millisecond((now + secs(2)).as_millisecond()).unwrap();
-    let id = first_action(
-        &send(
-            &app,
-            &event("employee.terminated", "E-1043", now, Some(due.to_string())),
-        )
-        .await,
-    );
+    let id = act(
+        &app,
+        "employee.terminated",
+        "E-1043",
+        now,
+        Some(&due.to_string()),
+    )
+    .await;
     let a = app.admin_get_action(&id).await;
     assert_eq!(a["status"], "scheduled");
     assert_eq!(
@@ -74,18 +92,14 @@ async fn a_future_termination_is_scheduled_and_executed_when_due() {
 async fn a_date_only_effective_date_is_read_in_the_configured_zone() {
     let app = spawn_app_with(options("[lifecycle]\ntimezone = \"Europe/Berlin\"")).await;
     let now = jiff::Timestamp::now();
-    let id = first_action(
-        &send(
-            &app,
-            &event(
-                "employee.terminated",
-                "E-1043",
-                now,
-                Some("2099-07-01".into()),
-            ),
-        )
-        .await,
-    );
+    let id = act(
+        &app,
+        "employee.terminated",
+        "E-1043",
+        now,
+        Some("2099-07-01"),
+    )
+    .await;
     let a = app.admin_get_action(&id).await;
     assert_eq!(
         a["due_at"], "2099-07-01T22:00:00Z",
@@ -99,13 +113,14 @@ async fn an_action_whose_due_time_passed_while_the_service_was_down_runs_after_r
     let mut app = spawn_app().await;
     let now = jiff::Timestamp::now();
     let due = now + secs(1);
-    let id = first_action(
-        &send(
-            &app,
-            &event("employee.terminated", "E-1043", now, Some(due.to_string())),
-        )
-        .await,
-    );
+    let id = act(
+        &app,
+        "employee.terminated",
+        "E-1043",
+        now,
+        Some(&due.to_string()),
+    )
+    .await;
     app.app.take().unwrap().stop().await;
     wait_until(due + secs(1)).await;
     assert_eq!(app.puts(), 0, "nothing ran while down");
@@ -118,18 +133,14 @@ async fn an_action_whose_due_time_passed_while_the_service_was_down_runs_after_r
 async fn a_cancellation_before_execution_cancels_the_termination() {
     let app = spawn_app().await;
     let now = jiff::Timestamp::now();
-    let id = first_action(
-        &send(
-            &app,
-            &event(
-                "employee.terminated",
-                "E-1043",
-                now,
-                Some("2099-01-01".into()),
-            ),
-        )
-        .await,
-    );
+    let id = act(
+        &app,
+        "employee.terminated",
+        "E-1043",
+        now,
+        Some("2099-01-01"),
+    )
+    .await;
     let cancel = send(
         &app,
         &event(
@@ -162,7 +173,7 @@ async fn a_cancellation_before_execution_cancels_the_termination() {
 async fn a_cancellation_after_execution_reactivates_the_same_user() {
     let app = spawn_app().await;
     let now = jiff::Timestamp::now();
-    let id = first_action(&send(&app, &event("employee.terminated", "E-1043", now, None)).await);
+    let id = act(&app, "employee.terminated", "E-1043", now, None).await;
     app.wait_for_status(&id, "succeeded").await;
     assert_eq!(app.is_active(JOHN), Some(false));
     let cancel = send(
@@ -190,7 +201,7 @@ async fn a_cancellation_after_execution_leaves_the_user_inactive_when_reactivate
 {
     let app = spawn_app_with(options("[lifecycle]\nreactivate_on_cancel = false")).await;
     let now = jiff::Timestamp::now();
-    let id = first_action(&send(&app, &event("employee.terminated", "E-1043", now, None)).await);
+    let id = act(&app, "employee.terminated", "E-1043", now, None).await;
     app.wait_for_status(&id, "succeeded").await;
     let cancel = send(
         &app,
@@ -213,15 +224,9 @@ async fn a_rehire_reactivates_with_the_configured_access_level_when_enabled() {
     ))
     .await;
     let now = jiff::Timestamp::now();
-    let id = first_action(&send(&app, &event("employee.terminated", "E-1043", now, None)).await);
+    let id = act(&app, "employee.terminated", "E-1043", now, None).await;
     app.wait_for_status(&id, "succeeded").await;
-    let re = first_action(
-        &send(
-            &app,
-            &event("employee.rehired", "E-1043", now + secs(1), None),
-        )
-        .await,
-    );
+    let re = act(&app, "employee.rehired", "E-1043", now + secs(1), None).await;
     let a = app.wait_for_status(&re, "succeeded").await;
     assert_eq!(a["reason"], "reactivated");
     let user = app.sim.sim.user(JOHN).unwrap();
@@ -233,15 +238,9 @@ async fn a_rehire_reactivates_with_the_configured_access_level_when_enabled() {
 async fn a_rehire_is_recorded_as_reactivation_disabled_when_the_switch_is_off() {
     let app = spawn_app().await;
     let now = jiff::Timestamp::now();
-    let id = first_action(&send(&app, &event("employee.terminated", "E-1043", now, None)).await);
+    let id = act(&app, "employee.terminated", "E-1043", now, None).await;
     app.wait_for_status(&id, "succeeded").await;
-    let re = first_action(
-        &send(
-            &app,
-            &event("employee.rehired", "E-1043", now + secs(1), None),
-        )
-        .await,
-    );
+    let re = act(&app, "employee.rehired", "E-1043", now + secs(1), None).await;
     let a = app.admin_get_action(&re).await;
     assert_eq!(
         (a["status"].as_str(), a["reason"].as_str()),
@@ -307,13 +306,7 @@ async fn duplicates_and_reordering_mixed_end_in_the_state_of_the_newest_event() 
         ),
     )
     .await;
-    let again = first_action(
-        &send(
-            &app,
-            &event("employee.terminated", "E-1043", t0 + secs(200), None),
-        )
-        .await,
-    );
+    let again = act(&app, "employee.terminated", "E-1043", t0 + secs(200), None).await;
     // A stale cancellation (older than the re-termination) arrives late and changes nothing.
     send(
         &app,
@@ -337,30 +330,22 @@ async fn duplicates_and_reordering_mixed_end_in_the_state_of_the_newest_event() 
 async fn a_newer_termination_replaces_an_earlier_scheduled_one() {
     let app = spawn_app().await;
     let now = jiff::Timestamp::now();
-    let old = first_action(
-        &send(
-            &app,
-            &event(
-                "employee.terminated",
-                "E-1043",
-                now,
-                Some("2099-01-01".into()),
-            ),
-        )
-        .await,
-    );
-    let new = first_action(
-        &send(
-            &app,
-            &event(
-                "employee.terminated",
-                "E-1043",
-                now + secs(1),
-                Some("2099-02-01".into()),
-            ),
-        )
-        .await,
-    );
+    let old = act(
+        &app,
+        "employee.terminated",
+        "E-1043",
+        now,
+        Some("2099-01-01"),
+    )
+    .await;
+    let new = act(
+        &app,
+        "employee.terminated",
+        "E-1043",
+        now + secs(1),
+        Some("2099-02-01"),
+    )
+    .await;
     let a = app.admin_get_action(&old).await;
     assert_eq!(
         (a["status"].as_str(), a["reason"].as_str()),
@@ -425,7 +410,7 @@ async fn a_cancellation_that_arrives_while_the_action_is_being_worked_on_stops_i
     opts.sim.latency = Duration::from_millis(400);
     let app = spawn_app_with(opts).await;
     let now = jiff::Timestamp::now();
-    let id = first_action(&send(&app, &event("employee.terminated", "E-1043", now, None)).await);
+    let id = act(&app, "employee.terminated", "E-1043", now, None).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while app.sim.sim.state_in_flight() == 0 {
         assert!(
