@@ -57,6 +57,16 @@ impl Application {
         let settings = Arc::new(settings);
         let store = Store::connect(&settings.database.url).await?;
         store.migrate().await?;
+        if store.backend() == store::Backend::Sqlite {
+            // One process owns a SQLite file: what is in progress was left by our predecessor.
+            let orphans = store.expire_orphaned_leases().await?;
+            if orphans > 0 {
+                tracing::info!(
+                    actions = orphans,
+                    "resuming actions an earlier process left in progress"
+                );
+            }
+        }
         let client = workfront::Client::new(&settings.workfront)?;
         let listener = tokio::net::TcpListener::bind(settings.server.bind)
             .await

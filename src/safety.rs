@@ -3,7 +3,9 @@
 //! Checked in this order, the first that applies wins: protected users (`protected_user`),
 //! Workfront admins (`admin_user`), approval mode (`approval_required`). An operator's approval
 //! lifts these holds. Dry run does not hold: every step runs and is audited, and only the write is
-//! replaced by `skipped/dry_run`. Reactivations are never held: they restore access HR asked for.
+//! replaced by `skipped/dry_run`. Reactivations restore access, so they have their own approval
+//! switch (`require_approval_for_reactivation`) and their own brake; protection and admin holds
+//! are about taking access away and do not apply to them.
 
 use crate::config::SafetySettings;
 use crate::domain::{ActionKind, Reason};
@@ -16,7 +18,16 @@ pub enum Decision {
 }
 
 pub fn decide(s: &SafetySettings, kind: ActionKind, user: &User, approved: bool) -> Decision {
-    if kind == ActionKind::Reactivate || approved {
+    if approved {
+        return Decision::Proceed;
+    }
+    if kind == ActionKind::Reactivate {
+        if s.require_approval_for_reactivation {
+            return Decision::Hold(
+                Reason::ApprovalRequired,
+                "safety.require_approval_for_reactivation is on".into(),
+            );
+        }
         return Decision::Proceed;
     }
     let id = user.id.to_lowercase();
@@ -60,6 +71,8 @@ mod tests {
             protected: vec!["ceo@example.com".into(), "abc123".into()],
             brake_max: 25,
             brake_window: Duration::from_secs(3600),
+            reactivation_brake_max: 10,
+            require_approval_for_reactivation: false,
         }
     }
 
@@ -137,17 +150,23 @@ mod tests {
     }
 
     #[test]
-    fn reactivations_are_never_held() {
+    fn reactivations_ignore_deactivation_holds_but_obey_their_own_approval_switch() {
         let mut s = settings();
         s.require_approval = true;
+        let protected_admin = user("abc123", "ceo@example.com", true);
         assert_eq!(
-            decide(
-                &s,
-                ActionKind::Reactivate,
-                &user("abc123", "ceo@example.com", true),
-                false
-            ),
+            decide(&s, ActionKind::Reactivate, &protected_admin, false),
             Decision::Proceed
+        );
+        s.require_approval_for_reactivation = true;
+        assert!(matches!(
+            decide(&s, ActionKind::Reactivate, &protected_admin, false),
+            Decision::Hold(Reason::ApprovalRequired, _)
+        ));
+        assert_eq!(
+            decide(&s, ActionKind::Reactivate, &protected_admin, true),
+            Decision::Proceed,
+            "an operator's approval lifts it"
         );
     }
 }

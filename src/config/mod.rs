@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
-use crate::worker::retry::RetryPolicy;
+use crate::domain::retry::RetryPolicy;
 
 mod raw;
 #[cfg(test)]
@@ -132,11 +132,7 @@ pub struct MatchingSettings {
     pub employee_id_field: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DateOnlyMeans {
-    StartOfDay,
-    EndOfDay,
-}
+pub use crate::domain::due::DateOnlyMeans;
 
 #[derive(Debug, Clone)]
 pub struct LifecycleSettings {
@@ -146,6 +142,8 @@ pub struct LifecycleSettings {
     pub reactivate_on_rehire: bool,
     pub reactivate_on_cancel: bool,
     pub reactivation_access_level_id: Option<String>,
+    /// Events whose HR timestamp lies further ahead than this are refused (422).
+    pub max_future_skew: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +155,9 @@ pub struct SafetySettings {
     pub protected: Vec<String>,
     pub brake_max: u32,
     pub brake_window: Duration,
+    /// The brake for reactivations: their own count, in the same window.
+    pub reactivation_brake_max: u32,
+    pub require_approval_for_reactivation: bool,
 }
 
 #[derive(Debug, Clone)]

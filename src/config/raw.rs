@@ -76,6 +76,7 @@ pub(super) struct RawLifecycle {
     pub(super) reactivate_on_rehire: bool,
     pub(super) reactivate_on_cancel: bool,
     pub(super) reactivation_access_level_id: String,
+    pub(super) max_future_skew: String,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +88,8 @@ pub(super) struct RawSafety {
     pub(super) protected: Vec<String>,
     pub(super) brake_max: u32,
     pub(super) brake_window: String,
+    pub(super) reactivation_brake_max: u32,
+    pub(super) require_approval_for_reactivation: bool,
 }
 
 #[derive(Deserialize)]

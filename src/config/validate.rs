@@ -106,6 +106,7 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         reactivate_on_rehire: raw.lifecycle.reactivate_on_rehire,
         reactivate_on_cancel: raw.lifecycle.reactivate_on_cancel,
         reactivation_access_level_id: non_empty(raw.lifecycle.reactivation_access_level_id),
+        max_future_skew: duration(&raw.lifecycle.max_future_skew, "lifecycle.max_future_skew")?,
     };
 
     let safety = SafetySettings {
@@ -121,6 +122,8 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
             .collect(),
         brake_max: raw.safety.brake_max,
         brake_window: duration(&raw.safety.brake_window, "safety.brake_window")?,
+        reactivation_brake_max: raw.safety.reactivation_brake_max,
+        require_approval_for_reactivation: raw.safety.require_approval_for_reactivation,
     };
 
     let admin = AdminSettings {
@@ -227,6 +230,9 @@ fn validate_workfront(raw: RawWorkfront) -> Result<WorkfrontSettings, ConfigErro
     })
 }
 
+/// Source names that actions of operators and reconciliations carry.
+const RESERVED_SOURCE_NAMES: &[&str] = &[crate::domain::lifecycle::OPERATOR_SOURCE, "reconcile"];
+
 fn validate_source(name: &str, raw: RawSource) -> Result<SourceSettings, ConfigError> {
     let key = |k: &str| format!("sources.{name}.{k}");
     let name_ok = !name.is_empty()
@@ -237,6 +243,13 @@ fn validate_source(name: &str, raw: RawSource) -> Result<SourceSettings, ConfigE
         return Err(bad(
             &format!("sources.{name}"),
             "source names may only contain letters, digits, '-' and '_'",
+        ));
+    }
+    // Actions record their source by name: an HR source must never pass for an operator.
+    if RESERVED_SOURCE_NAMES.contains(&name) {
+        return Err(bad(
+            &format!("sources.{name}"),
+            format!("{name:?} is reserved for actions made by operators; choose another name"),
         ));
     }
     let kind = match raw.kind.as_str() {

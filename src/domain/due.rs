@@ -11,21 +11,42 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 use super::Effective;
-use crate::config::DateOnlyMeans;
 
-/// The instant an event with this effective time is due, never earlier than `now`.
+/// What a date-only effective value means (`lifecycle.date_only_means`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateOnlyMeans {
+    /// The first instant of the date itself.
+    StartOfDay,
+    /// The first instant of the next day: the person works their last day.
+    EndOfDay,
+}
+
+/// The instant an event with this effective time is due, never earlier than `now`. A date that
+/// has no instant under these rules (`9999-12-31` with `end_of_day`: the next day does not exist)
+/// is an error, never "due now" by fallback.
 pub fn due_at(
     effective: Option<&Effective>,
     now: Timestamp,
     tz: &TimeZone,
     means: DateOnlyMeans,
-) -> Timestamp {
+) -> Result<Timestamp, String> {
     let at = match effective {
-        None => return now,
+        None => return Ok(now),
         Some(Effective::At(t)) => *t,
-        Some(Effective::Date(d)) => date_instant(*d, tz, means).unwrap_or(now),
+        Some(Effective::Date(d)) => date_instant(*d, tz, means).ok_or_else(|| {
+            format!("the effective date {d} cannot be represented as an instant (lifecycle.date_only_means = {})", means.as_str())
+        })?,
     };
-    at.max(now)
+    Ok(at.max(now))
+}
+
+impl DateOnlyMeans {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DateOnlyMeans::StartOfDay => "start_of_day",
+            DateOnlyMeans::EndOfDay => "end_of_day",
+        }
+    }
 }
 
 fn date_instant(date: Date, tz: &TimeZone, means: DateOnlyMeans) -> Option<Timestamp> {
@@ -57,7 +78,8 @@ mod tests {
             ts(LONG_AGO),
             &tz("UTC"),
             DateOnlyMeans::EndOfDay,
-        );
+        )
+        .unwrap();
         assert_eq!(due, ts("2026-12-02T00:00:00Z"));
     }
 
@@ -68,14 +90,16 @@ mod tests {
             ts(LONG_AGO),
             &tz("Europe/Berlin"),
             DateOnlyMeans::StartOfDay,
-        );
+        )
+        .unwrap();
         assert_eq!(due, ts("2026-11-30T23:00:00Z"));
     }
 
     #[test]
     fn dates_are_read_in_the_configured_zone() {
         let d = Some(Effective::Date(date(2026, 7, 15)));
-        let at = |zone| due_at(d.as_ref(), ts(LONG_AGO), &tz(zone), DateOnlyMeans::EndOfDay);
+        let at =
+            |zone| due_at(d.as_ref(), ts(LONG_AGO), &tz(zone), DateOnlyMeans::EndOfDay).unwrap();
         assert_eq!(at("Australia/Sydney"), ts("2026-07-15T14:00:00Z"));
         assert_eq!(at("America/Los_Angeles"), ts("2026-07-16T07:00:00Z"));
         assert_eq!(at("Asia/Kolkata"), ts("2026-07-15T18:30:00Z"));
@@ -90,13 +114,15 @@ mod tests {
             ts(LONG_AGO),
             &berlin,
             DateOnlyMeans::StartOfDay,
-        );
+        )
+        .unwrap();
         let after = due_at(
             Some(&Effective::Date(date(2026, 3, 30))),
             ts(LONG_AGO),
             &berlin,
             DateOnlyMeans::StartOfDay,
-        );
+        )
+        .unwrap();
         assert_eq!(before, ts("2026-03-27T23:00:00Z"));
         assert_eq!(after, ts("2026-03-29T22:00:00Z"));
     }
@@ -109,7 +135,8 @@ mod tests {
             ts(LONG_AGO),
             &tz("America/Santiago"),
             DateOnlyMeans::StartOfDay,
-        );
+        )
+        .unwrap();
         assert_eq!(due, ts("2026-09-06T04:00:00Z"));
     }
 
@@ -120,18 +147,35 @@ mod tests {
             ts(LONG_AGO),
             &tz("America/New_York"),
             DateOnlyMeans::EndOfDay,
-        );
+        )
+        .unwrap();
         assert_eq!(due, ts("2026-12-01T03:30:00Z"));
     }
 
     #[test]
     fn past_or_missing_effective_times_are_due_now() {
         let now = ts("2026-11-28T12:00:00Z");
-        assert_eq!(due_at(None, now, &tz("UTC"), DateOnlyMeans::EndOfDay), now);
+        assert_eq!(
+            due_at(None, now, &tz("UTC"), DateOnlyMeans::EndOfDay),
+            Ok(now)
+        );
         let past = Effective::Date(date(2026, 1, 1));
         assert_eq!(
             due_at(Some(&past), now, &tz("UTC"), DateOnlyMeans::EndOfDay),
-            now
+            Ok(now)
         );
+    }
+
+    #[test]
+    fn a_no_end_date_like_9999_12_31_is_refused_and_a_far_date_is_scheduled() {
+        let now = ts("2026-11-28T12:00:00Z");
+        let never = Effective::Date(date(9999, 12, 31));
+        for means in [DateOnlyMeans::EndOfDay, DateOnlyMeans::StartOfDay] {
+            let err = due_at(Some(&never), now, &tz("UTC"), means).unwrap_err();
+            assert!(err.contains("9999-12-31"), "{err}");
+        }
+        let far = Effective::Date(date(9000, 1, 1));
+        let due = due_at(Some(&far), now, &tz("UTC"), DateOnlyMeans::EndOfDay).unwrap();
+        assert_eq!(due, ts("9000-01-02T00:00:00Z"));
     }
 }

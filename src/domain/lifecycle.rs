@@ -19,15 +19,25 @@
 //! - **rehire**: open actions are superseded; a reactivation is created when
 //!   `reactivate_on_rehire` is on, else an action `skipped/reactivation_disabled` records it.
 //!
+//! **Who may undo what** (SPEC §6): a cancellation only cancels or reverses terminations of its own
+//! source. Nothing from an HR source supersedes, cancels or reverses an operator's manual
+//! deactivation (source [`OPERATOR_SOURCE`]): a rehire after one is created
+//! `held/approval_required`, so only an operator can undo it. An operator's own event is never
+//! stale: it is a decision made now, whatever HR timestamps say.
+//!
 //! This module decides; the store reads the history and applies the plan in the delivery's
 //! transaction.
 
 use super::{ActionKind, EventType, Reason, Status};
 
+/// The source name of actions created by operators (`POST /admin/v1/actions`).
+pub const OPERATOR_SOURCE: &str = "admin";
+
 /// An action of the employee that has not finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenAction {
     pub id: String,
+    pub source: String,
     pub kind: ActionKind,
     pub status: Status,
     pub write_sent: bool,
@@ -38,6 +48,7 @@ pub struct OpenAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastDeactivation {
     pub id: String,
+    pub source: String,
     pub status: Status,
     pub reason: Option<Reason>,
     pub write_sent: bool,
@@ -87,16 +98,28 @@ pub struct Switches {
     pub reactivate_on_cancel: bool,
 }
 
-/// `runnable`: the status a new action starts in (scheduled when due in the future, else pending).
-pub fn plan(
-    kind: EventType,
-    occurred_at: i64,
-    history: &History,
-    switches: &Switches,
-    runnable: Status,
-) -> Plan {
+/// The event being planned.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub kind: EventType,
+    /// The configured source it came from ([`OPERATOR_SOURCE`] for operators).
+    pub source: &'a str,
+    /// HR time of the fact (ms).
+    pub occurred_at: i64,
+    /// The status a new action starts in (scheduled when due in the future, else pending).
+    pub runnable: Status,
+}
+
+pub fn plan(event: Incoming<'_>, history: &History, switches: &Switches) -> Plan {
+    let Incoming {
+        kind,
+        source,
+        occurred_at,
+        runnable,
+    } = event;
+    let by_operator = source == OPERATOR_SOURCE;
     let mut plan = Plan::default();
-    if let Some((newer, at)) = &history.newest_event {
+    if let Some((newer, at)) = history.newest_event.as_ref().filter(|_| !by_operator) {
         if occurred_at < *at {
             plan.stale_because_of = Some(newer.clone());
             plan.create = match kind {
@@ -107,7 +130,18 @@ pub fn plan(
             return plan;
         }
     }
-    let waiting = |a: &&OpenAction| a.status != Status::InProgress;
+    // HR never ends an operator's action; an operator's event may end any waiting one.
+    let waiting = |a: &&OpenAction| {
+        a.status != Status::InProgress && (by_operator || a.source != OPERATOR_SOURCE)
+    };
+    let operator_deactivated = history
+        .open
+        .iter()
+        .any(|a| a.kind == ActionKind::Deactivate && a.source == OPERATOR_SOURCE)
+        || history
+            .last_deactivation
+            .as_ref()
+            .is_some_and(|d| d.source == OPERATOR_SOURCE);
     match kind {
         EventType::Terminated => {
             plan.supersede = history
@@ -131,7 +165,18 @@ pub fn plan(
                 .filter(waiting)
                 .map(|a| a.id.clone())
                 .collect();
-            plan.create = Some(if switches.reactivate_on_rehire {
+            plan.create = Some(if switches.reactivate_on_rehire && operator_deactivated {
+                Create {
+                    kind: ActionKind::Reactivate,
+                    status: Status::Held,
+                    reason: Some(Reason::ApprovalRequired),
+                    user_id: None,
+                    note: Some(
+                        "an operator deactivated this employee; only an operator can reverse it"
+                            .into(),
+                    ),
+                }
+            } else if switches.reactivate_on_rehire {
                 Create {
                     kind: ActionKind::Reactivate,
                     status: runnable,
@@ -150,10 +195,11 @@ pub fn plan(
             });
         }
         EventType::TerminationCancelled => {
+            // Only terminations of the cancellation's own source.
             for a in history
                 .open
                 .iter()
-                .filter(|a| a.kind == ActionKind::Deactivate)
+                .filter(|a| a.kind == ActionKind::Deactivate && a.source == source)
             {
                 match a.status {
                     Status::InProgress => plan.request_cancel.push(a.id.clone()),
@@ -163,8 +209,9 @@ pub fn plan(
             // Undo our own deactivation: one that succeeded by writing, or one whose write may
             // already be on its way.
             let undo = history.last_deactivation.as_ref().filter(|d| {
-                (d.status == Status::Succeeded && d.reason == Some(Reason::Deactivated))
-                    || (d.status == Status::InProgress && d.write_sent)
+                d.source == source
+                    && ((d.status == Status::Succeeded && d.reason == Some(Reason::Deactivated))
+                        || (d.status == Status::InProgress && d.write_sent))
             });
             if let (Some(d), true, false) = (
                 undo,
@@ -207,9 +254,35 @@ mod tests {
         reactivate_on_cancel: false,
     };
 
+    /// The plan of an event from source "hr".
+    fn plan(kind: EventType, at: i64, h: &History, sw: &Switches, runnable: Status) -> Plan {
+        from("hr", kind, at, h, sw, runnable)
+    }
+
+    fn from(
+        source: &str,
+        kind: EventType,
+        at: i64,
+        h: &History,
+        sw: &Switches,
+        runnable: Status,
+    ) -> Plan {
+        super::plan(
+            Incoming {
+                kind,
+                source,
+                occurred_at: at,
+                runnable,
+            },
+            h,
+            sw,
+        )
+    }
+
     fn open(id: &str, kind: ActionKind, status: Status) -> OpenAction {
         OpenAction {
             id: id.into(),
+            source: "hr".into(),
             kind,
             status,
             write_sent: false,
@@ -220,6 +293,7 @@ mod tests {
     fn done(reason: Reason) -> LastDeactivation {
         LastDeactivation {
             id: "act_d".into(),
+            source: "hr".into(),
             status: Status::Succeeded,
             reason: Some(reason),
             write_sent: true,
@@ -391,5 +465,86 @@ mod tests {
             (off.status, off.reason),
             (Status::Skipped, Some(Reason::ReactivationDisabled))
         );
+    }
+
+    #[test]
+    fn a_cancellation_from_another_source_neither_cancels_nor_reverses() {
+        let h = History {
+            open: vec![open("a", ActionKind::Deactivate, Status::Scheduled)],
+            last_deactivation: Some(done(Reason::Deactivated)),
+            ..Default::default()
+        };
+        let p = from(
+            "other",
+            EventType::TerminationCancelled,
+            10,
+            &h,
+            &ON,
+            Status::Pending,
+        );
+        assert!(p.cancel.is_empty() && p.request_cancel.is_empty());
+        assert!(
+            p.create.is_none(),
+            "no reactivation of another source's work"
+        );
+    }
+
+    #[test]
+    fn hr_events_never_end_or_reverse_an_operators_deactivation() {
+        let mut manual = open("m", ActionKind::Deactivate, Status::Pending);
+        manual.source = OPERATOR_SOURCE.into();
+        let h = History {
+            open: vec![manual],
+            ..Default::default()
+        };
+        let t = plan(EventType::Terminated, 10, &h, &ON, Status::Pending);
+        assert!(t.supersede.is_empty(), "{t:?}");
+        let c = plan(
+            EventType::TerminationCancelled,
+            10,
+            &h,
+            &ON,
+            Status::Pending,
+        );
+        assert!(c.cancel.is_empty() && c.create.is_none(), "{c:?}");
+        let r = plan(EventType::Rehired, 10, &h, &ON, Status::Pending);
+        assert!(r.supersede.is_empty(), "{r:?}");
+        let created = r.create.unwrap();
+        assert_eq!(
+            (created.kind, created.status, created.reason),
+            (
+                ActionKind::Reactivate,
+                Status::Held,
+                Some(Reason::ApprovalRequired)
+            )
+        );
+        let mut done_by_operator = done(Reason::Deactivated);
+        done_by_operator.source = OPERATOR_SOURCE.into();
+        let h = History {
+            last_deactivation: Some(done_by_operator),
+            ..Default::default()
+        };
+        let r = plan(EventType::Rehired, 10, &h, &ON, Status::Pending).create;
+        assert_eq!(r.unwrap().status, Status::Held);
+    }
+
+    #[test]
+    fn an_operators_event_is_never_stale_and_may_end_waiting_hr_actions() {
+        let h = History {
+            newest_event: Some(("evt_future".into(), i64::MAX)),
+            open: vec![open("a", ActionKind::Reactivate, Status::Pending)],
+            ..Default::default()
+        };
+        let p = from(
+            OPERATOR_SOURCE,
+            EventType::Terminated,
+            10,
+            &h,
+            &ON,
+            Status::Pending,
+        );
+        assert!(p.stale_because_of.is_none());
+        assert_eq!(p.supersede, vec!["a".to_string()]);
+        assert_eq!(p.create.unwrap().status, Status::Pending);
     }
 }

@@ -5,8 +5,10 @@
 //! [`Reason`]. The string forms are part of the public contract (SPEC §6) and are what the store
 //! persists, so they never change.
 
+pub mod brake;
 pub mod due;
 pub mod lifecycle;
+pub mod retry;
 
 use std::fmt;
 use std::str::FromStr;
@@ -205,6 +207,47 @@ impl Status {
     }
 }
 
+/// A Workfront object ID as it may reach a URL: letters and digits only (Workfront's IDs are 32
+/// hex digits; anything else, such as `..` or `/`, could change the request's path).
+pub fn is_workfront_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Whether a text holds U+0000, which PostgreSQL cannot store and no HR field legitimately has.
+pub fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
+/// The hostile-input rules of SPEC §4 that hold for every kind, checked before anything is
+/// stored: an HR timestamp further ahead than `max_future_skew` (it would order itself after every
+/// real event of that employee and make them stale), and U+0000 in a stored field.
+pub fn check_event(
+    e: &Event,
+    now: jiff::Timestamp,
+    max_future_skew: std::time::Duration,
+) -> Result<(), String> {
+    let limit =
+        jiff::SignedDuration::try_from(max_future_skew).unwrap_or(jiff::SignedDuration::MAX);
+    let latest = now.checked_add(limit).unwrap_or(jiff::Timestamp::MAX);
+    if e.occurred_at > latest {
+        return Err(format!(
+            "the event's timestamp {} is more than {}s ahead of now (lifecycle.max_future_skew)",
+            e.occurred_at,
+            max_future_skew.as_secs()
+        ));
+    }
+    let texts = [
+        Some(e.sender_type.as_str()),
+        e.employee.employee_id.as_deref(),
+        e.employee.email.as_deref(),
+        e.name.as_deref(),
+    ];
+    if texts.into_iter().flatten().any(has_nul) {
+        return Err("a field of the event contains U+0000, which cannot be stored".into());
+    }
+    Ok(())
+}
+
 /// Masks an email for logs: `jane.doe@example.com` → `j***@example.com`.
 pub fn mask_email(email: &str) -> String {
     match email.split_once('@') {
@@ -261,6 +304,50 @@ mod tests {
     fn emails_are_masked_to_first_letter_and_domain() {
         assert_eq!(mask_email("jane.doe@example.com"), "j***@example.com");
         assert_eq!(mask_email("nonsense"), "***");
+    }
+
+    fn event(occurred_at: &str, name: &str) -> Event {
+        Event {
+            kind: EventType::Terminated,
+            sender_type: "employee.terminated".into(),
+            employee: EmployeeRef {
+                employee_id: Some("E1".into()),
+                email: None,
+            },
+            name: Some(name.into()),
+            effective: None,
+            occurred_at: occurred_at.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn events_too_far_in_the_future_or_holding_nul_are_refused() {
+        let now: jiff::Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        assert!(check_event(&event("2026-11-29T12:00:00Z", "Jane"), now, day).is_ok());
+        let far = check_event(&event("2026-11-29T12:00:01Z", "Jane"), now, day).unwrap_err();
+        assert!(far.contains("max_future_skew"), "{far}");
+        assert!(check_event(&event("9000-01-01T00:00:00Z", "Jane"), now, day).is_err());
+        assert!(
+            check_event(&event("2026-11-28T12:00:00Z", "Mallory\0"), now, day)
+                .unwrap_err()
+                .contains("U+0000")
+        );
+        // A huge skew setting saturates instead of overflowing.
+        assert!(check_event(
+            &event("9000-01-01T00:00:00Z", "x"),
+            now,
+            std::time::Duration::MAX
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn workfront_ids_are_letters_and_digits_only() {
+        assert!(is_workfront_id("5f1c0a7e0000a1b2c3d4e5f600000001"));
+        for bad in ["", "..", "a/b", "a b", "a%2F", "ä", &"a".repeat(65)] {
+            assert!(!is_workfront_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,11 +1,17 @@
-//! The admin API under `/admin/v1`: the token is checked before anything else (401 without or with
-//! a wrong token, 403 when no token is configured), then the request.
+//! The admin API under `/admin/v1`. The token is checked by [`gate`], a layer in front of every
+//! `/admin` route (and of unknown `/admin` paths), before any extractor reads the path, the query
+//! or the body: without a valid token every such request is 401 (403 when no token is configured)
+//! with the JSON error body, whatever else is wrong with it. Extractors then answer their own
+//! rejections in the same JSON format ([`ActionId`], [`query`]).
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::ExposeSecret;
@@ -22,7 +28,7 @@ use crate::sources::standard::parse_data;
 use crate::store::{ActionDetail, ActionFilter, ActionRecord, Ingested};
 
 /// The source name recorded for actions created through the admin API.
-pub const ADMIN_SOURCE: &str = "admin";
+pub const ADMIN_SOURCE: &str = crate::domain::lifecycle::OPERATOR_SOURCE;
 const MAX_LIMIT: u32 = 500;
 
 pub fn check_token(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -48,6 +54,46 @@ pub fn check_token(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
     }
 }
 
+/// The layer that guards `/admin`: the token first, before anything of the request is read.
+pub async fn gate(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path == "/admin" || path.starts_with("/admin/") {
+        if let Err(e) = check_token(&app, req.headers()) {
+            return e.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The `{id}` of an action route: an id this API gives out, else 404 (a path that does not even
+/// decode is 400), always with the JSON error body.
+pub struct ActionId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ActionId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("the path is not valid: {e}")))?;
+        if !is_action_id(&id) {
+            return Err(ApiError::NotFound(format!(
+                "no action {:?}; action ids look like act_ and 32 hex digits",
+                id.chars().take(80).collect::<String>()
+            )));
+        }
+        Ok(ActionId(id))
+    }
+}
+
+/// A query string, or a JSON 400 when it does not parse.
+fn query(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")))
+}
+
 #[utoipa::path(get, path = "/admin/v1/actions", tag = "admin", security(("admin_token" = [])),
     params(
         ("status" = Option<String>, Query, description = "scheduled, pending, in_progress, succeeded, skipped, held, cancelled, failed"),
@@ -65,15 +111,19 @@ pub fn check_token(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
     ))]
 pub async fn list(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<ActionList>, ApiError> {
-    check_token(&app, &headers)?;
+    let q = query(q)?;
     let known = ["status", "reason", "source", "employee", "limit", "cursor"];
     if let Some(k) = q.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ApiError::BadRequest(format!(
             "unknown query parameter {k:?}; use {}",
             known.join(", ")
+        )));
+    }
+    if let Some(k) = q.keys().find(|k| crate::domain::has_nul(q[*k].as_str())) {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter {k:?} contains U+0000"
         )));
     }
     let nonempty = |k: &str| {
@@ -93,7 +143,7 @@ pub async fn list(
         source: nonempty("source"),
         employee: nonempty("employee"),
         cursor: match nonempty("cursor") {
-            Some(c) if c.starts_with("act_") && c.len() == 36 => Some(c),
+            Some(c) if is_action_id(&c) => Some(c),
             Some(c) => {
                 return Err(ApiError::BadRequest(format!(
                     "cursor {c:?} is not one this API gave out"
@@ -133,10 +183,8 @@ pub async fn list(
     ))]
 pub async fn show(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    ActionId(id): ActionId,
 ) -> Result<Json<ActionView>, ApiError> {
-    check_token(&app, &headers)?;
     let detail = app
         .store
         .get_action(&id)
@@ -156,12 +204,7 @@ pub async fn show(
         (status = 422, description = "invalid_event: no identifier or a bad date", body = ErrorBody),
         (status = 503, description = "unavailable", body = ErrorBody),
     ))]
-pub async fn create(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    check_token(&app, &headers)?;
+pub async fn create(State(app): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::MalformedPayload(format!("body is not JSON: {e}")))?;
     let Value::Object(data) = value else {
@@ -188,6 +231,7 @@ pub async fn create(
         request_id: Some(current_request_id()),
         received_at: now,
     };
+    super::error::mark_handed_to_storage();
     let Ingested::Stored {
         action_ids, ended, ..
     } = intake::store(&app.store, &app.settings, incoming, &[event]).await?
@@ -202,6 +246,15 @@ pub async fn create(
     let detail = app.store.get_action(id).await?.ok_or(ApiError::Internal)?;
     tracing::info!(action_id = %id, "manual deactivation stored");
     Ok((StatusCode::ACCEPTED, Json(detail_json(&detail))).into_response())
+}
+
+/// `act_` and 32 lower-case hex digits: the only ids (and cursors) this API gives out.
+pub fn is_action_id(s: &str) -> bool {
+    s.strip_prefix("act_").is_some_and(|h| {
+        h.len() == 32
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// An action as the API shows it (SPEC §6), without events and audit.

@@ -16,6 +16,18 @@ tokio::task_local! {
     pub static REQUEST_ID: String;
 }
 
+tokio::task_local! {
+    /// Set once the request's delivery was handed to storage: from then on the request deadline
+    /// no longer cuts it off, because the sender must learn the real outcome (SPEC §4: a 408 only
+    /// when nothing was stored).
+    pub static HANDED_TO_STORAGE: std::sync::Arc<std::sync::atomic::AtomicBool>;
+}
+
+/// Marks the current request as handed to storage (see [`HANDED_TO_STORAGE`]).
+pub fn mark_handed_to_storage() {
+    let _ = HANDED_TO_STORAGE.try_with(|f| f.store(true, std::sync::atomic::Ordering::SeqCst));
+}
+
 pub fn current_request_id() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
@@ -158,8 +170,39 @@ impl From<SourceError> for ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// 503 only when the database really is unavailable; a request whose data the database
+    /// refuses is that request's fault (4xx), and a row we cannot read is ours (500).
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failure");
-        ApiError::Unavailable
+        match e {
+            StoreError::Unavailable(_) | StoreError::Migration(_) => {
+                tracing::error!(error = %e, "store unavailable");
+                ApiError::Unavailable
+            }
+            StoreError::BadData(_) => {
+                tracing::warn!(error = %e, "the database refused a request's data");
+                ApiError::InvalidEvent(
+                    "the request holds data the database cannot store (for example U+0000 or a value out of range)".into(),
+                )
+            }
+            StoreError::Conflict(_) => {
+                tracing::warn!(error = %e, "store conflict");
+                ApiError::Conflict(
+                    "the change conflicts with what is stored; read it again and retry".into(),
+                )
+            }
+            StoreError::Corrupt(_) => {
+                tracing::error!(error = %e, "a stored row cannot be read");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<crate::intake::IntakeError> for ApiError {
+    fn from(e: crate::intake::IntakeError) -> Self {
+        match e {
+            crate::intake::IntakeError::Invalid(m) => ApiError::InvalidEvent(m),
+            crate::intake::IntakeError::Store(e) => e.into(),
+        }
     }
 }

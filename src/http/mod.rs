@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod operator;
 pub mod webhooks;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,12 +73,15 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.settings.server.max_body_bytes))
+        // The admin token before any extractor: before the path, the query or the body is read.
+        .layer(middleware::from_fn_with_state(state.clone(), admin::gate))
         .layer(middleware::from_fn_with_state(timeout, request_context))
         .with_state(state)
 }
 
 /// Gives every request an id (echoed as `x-request-id`, used in error bodies and logs), a span,
-/// and a deadline. A request cut off by the deadline stored nothing: its transaction is dropped.
+/// and a deadline. The deadline answers 408 only while nothing was handed to storage; once a
+/// delivery is with the store, the request waits for its real outcome (stored, duplicate, or 503).
 async fn request_context(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
     let id = crate::domain::new_id("req");
     let route = req
@@ -89,8 +93,15 @@ async fn request_context(State(timeout): State<Duration>, req: Request, next: Ne
         tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
     let work = async move {
         let started = std::time::Instant::now();
-        let mut resp = match tokio::time::timeout(timeout, next.run(req)).await {
+        let handed = Arc::new(AtomicBool::new(false));
+        let run = error::HANDED_TO_STORAGE.scope(handed.clone(), next.run(req));
+        tokio::pin!(run);
+        let mut resp = match tokio::time::timeout(timeout, &mut run).await {
             Ok(resp) => resp,
+            Err(_) if handed.load(Ordering::SeqCst) => {
+                tracing::warn!("request deadline passed while storing; waiting for the outcome");
+                run.await
+            }
             Err(_) => ApiError::Timeout.into_response(),
         };
         tracing::debug!(

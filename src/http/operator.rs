@@ -3,13 +3,12 @@
 //! it, and is audited with what was done, by whom (the optional `operator` field) and the request id.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admin::{check_token, detail_json};
+use super::admin::{detail_json, ActionId};
 use super::error::current_request_id;
 use super::openapi::{ActionView, BrakeReleased, ErrorBody, OperatorBody, OperatorResponses};
 use super::{ApiError, AppState};
@@ -84,11 +83,9 @@ fn conflict_message(verb: &str, status: Status) -> String {
     responses(OperatorResponses))]
 pub async fn approve(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    ActionId(id): ActionId,
     body: Bytes,
 ) -> Result<Json<ActionView>, ApiError> {
-    check_token(&app, &headers)?;
     let body = op_body(&body)?;
     let detail = app
         .store
@@ -115,6 +112,12 @@ pub async fn approve(
             ))
         }
         (_, None) => None,
+        (_, Some(uid)) if !crate::domain::is_workfront_id(uid) => {
+            return Err(ApiError::BadRequest(format!(
+                "workfront_user_id {:?} is not a Workfront ID (letters and digits only)",
+                uid.chars().take(80).collect::<String>()
+            )))
+        }
         (_, Some(uid)) => {
             let known = action
                 .candidates
@@ -148,11 +151,9 @@ pub async fn approve(
     responses(OperatorResponses))]
 pub async fn retry(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    ActionId(id): ActionId,
     body: Bytes,
 ) -> Result<Json<ActionView>, ApiError> {
-    check_token(&app, &headers)?;
     let body = op_body(&body)?;
     let entry = audit(
         "operator_retry",
@@ -168,11 +169,9 @@ pub async fn retry(
     responses(OperatorResponses))]
 pub async fn cancel(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    ActionId(id): ActionId,
     body: Bytes,
 ) -> Result<Json<ActionView>, ApiError> {
-    check_token(&app, &headers)?;
     let body = op_body(&body)?;
     let entry = audit("operator_cancelled", &body, json!({}));
     apply(&app, &id, OpChange::Cancel, entry, "cancel").await
@@ -189,10 +188,8 @@ pub async fn cancel(
     ))]
 pub async fn release_brake(
     State(app): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<BrakeReleased>, ApiError> {
-    check_token(&app, &headers)?;
     let body = op_body(&body)?;
     if body.workfront_user_id.is_some() || body.r#override {
         return Err(ApiError::BadRequest(

@@ -108,6 +108,7 @@ async fn handle(
         request_id: Some(current_request_id()),
         received_at: now,
     };
+    super::error::mark_handed_to_storage();
     match intake::store(&app.store, &app.settings, incoming, &events).await? {
         Ingested::Stored {
             delivery_id,

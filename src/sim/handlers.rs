@@ -64,9 +64,23 @@ fn wf_error(status: StatusCode, class: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// Runs each Workfront request in its own task, as a real server does: a request that reached
+/// the server is carried out even when its caller goes away mid-request (a killed offboard does
+/// not undo a PUT), and the in-flight count and the log are kept for it.
+async fn gate(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    match tokio::spawn(admit(st, req, next)).await {
+        Ok(resp) => resp,
+        Err(_) => wf_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "com.attask.common.InternalServerErrorException",
+            "the simulator failed",
+        ),
+    }
+}
+
 /// Everything Workfront does around a request: the concurrency cap (429), authentication,
 /// latency, injected faults, and the request log.
-async fn gate(State(st): State<Shared>, req: Request, next: Next) -> Response {
+async fn admit(st: Shared, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();

@@ -158,6 +158,42 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Heartbeat: extends the leases `owner` holds on these actions (the ones it is working on) to
+    /// `until`. A lease whose action is no longer being worked on (its attempt died with the
+    /// database) is not renewed, so it expires and the action is tried again.
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[String],
+        until: i64,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE actions SET lease_until = $2 WHERE lease_owner = $1 AND status = 'in_progress' AND id IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(owner).bind(until);
+        for id in ids {
+            q = q.bind(id.as_str());
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// At the start of a single-process deployment (SQLite): every action still `in_progress` was
+    /// left by an earlier process of ours that died, so its lease is ended now and the work resumes
+    /// at once instead of after the lease.
+    pub async fn expire_orphaned_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE actions SET lease_until = 0 WHERE status = 'in_progress' AND lease_until > 0",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The earliest time at which something becomes runnable, if anything waits.
     pub async fn next_run_at(&self) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query(
@@ -329,7 +365,7 @@ pub(super) fn action_from_row(r: &AnyRow) -> Result<ActionRecord, StoreError> {
     let user_id: Option<String> = r.try_get("wf_user_id")?;
     let candidates: Option<String> = r.try_get("candidates")?;
     let corrupt = |what: &str, v: &str| {
-        StoreError::Unavailable(format!("stored {what} {v:?} is not known to this version"))
+        StoreError::Corrupt(format!("stored {what} {v:?} is not known to this version"))
     };
     Ok(ActionRecord {
         id: r.try_get("id")?,

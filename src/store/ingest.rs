@@ -1,6 +1,16 @@
 //! Storing a delivery: dedupe, then each event is planned against the employee's history
 //! ([`crate::domain::lifecycle`]) and applied, all in one transaction, durably committed before
 //! the sender is answered.
+//!
+//! Two paths, one per backend, both with "each delivery succeeds or fails alone":
+//! - **SQLite** (one writer): deliveries that arrive together are committed together (group
+//!   commit), each in its own savepoint, so one delivery the database refuses is rolled back alone
+//!   and the others still commit with one fsync.
+//! - **PostgreSQL** (several replicas): each delivery is its own transaction on its own
+//!   connection (PostgreSQL groups concurrent commits itself). Before reading an employee's
+//!   history the transaction takes an advisory lock per identifier (employee id, email), in sorted
+//!   order so two deliveries never deadlock: deliveries about one employee that reach different
+//!   replicas at once are planned one after the other, never both against the same old history.
 
 use serde_json::json;
 use sqlx::{Acquire, Any, AnyPool, Row, Transaction};
@@ -40,6 +50,17 @@ impl Store {
         events: &[NewEvent],
         switches: &Switches,
     ) -> Result<Ingested, StoreError> {
+        if self.backend == Backend::Postgres {
+            // Each delivery in its own transaction; the pool bounds how many run at once.
+            let mut conn = self.pool.acquire().await?;
+            let mut tx = conn.begin().await?;
+            let outcome = ingest_in(&mut tx, self.backend, delivery, events, switches).await?;
+            match outcome {
+                Ingested::Duplicate { .. } => tx.rollback().await?,
+                Ingested::Stored { .. } => tx.commit().await?,
+            }
+            return Ok(outcome);
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             delivery: delivery.clone(),
@@ -72,7 +93,7 @@ pub(super) fn spawn_writer(pool: AnyPool, backend: Backend) -> mpsc::Sender<Job>
             match commit_batch(&pool, backend, &batch).await {
                 Ok(outcomes) => {
                     for (job, outcome) in batch.into_iter().zip(outcomes) {
-                        let _ = job.reply.send(Ok(outcome));
+                        let _ = job.reply.send(outcome);
                     }
                 }
                 Err(e) => {
@@ -86,11 +107,13 @@ pub(super) fn spawn_writer(pool: AnyPool, backend: Backend) -> mpsc::Sender<Job>
     tx
 }
 
+/// Commits a batch: the outer error fails every delivery of it (the database is unavailable); an
+/// inner error is that one delivery's, rolled back to its savepoint while the others commit.
 async fn commit_batch(
     pool: &AnyPool,
     backend: Backend,
     batch: &[Job],
-) -> Result<Vec<Ingested>, StoreError> {
+) -> Result<Vec<Result<Ingested, StoreError>>, StoreError> {
     let mut conn = pool.acquire().await?;
     if backend == Backend::Sqlite {
         // Acknowledged means durable: this commit is fsynced (and with it every earlier one).
@@ -103,12 +126,22 @@ async fn commit_batch(
         let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
             let mut one = Acquire::begin(&mut tx).await?;
-            let outcome = ingest_in(&mut one, &job.delivery, &job.events, &job.switches).await?;
-            match outcome {
-                Ingested::Duplicate { .. } => one.rollback().await?,
-                Ingested::Stored { .. } => one.commit().await?,
+            match ingest_in(&mut one, backend, &job.delivery, &job.events, &job.switches).await {
+                Ok(outcome @ Ingested::Duplicate { .. }) => {
+                    one.rollback().await?;
+                    outcomes.push(Ok(outcome));
+                }
+                Ok(outcome @ Ingested::Stored { .. }) => {
+                    one.commit().await?;
+                    outcomes.push(Ok(outcome));
+                }
+                Err(e) if e.is_unavailable() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(delivery_id = %job.delivery.id, error = %e, "the database refused one delivery; the rest of its batch goes on");
+                    one.rollback().await?;
+                    outcomes.push(Err(e));
+                }
             }
-            outcomes.push(outcome);
         }
         tx.commit().await?;
         Ok::<_, StoreError>(outcomes)
@@ -125,6 +158,7 @@ async fn commit_batch(
 
 async fn ingest_in(
     tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     d: &NewDelivery,
     events: &[NewEvent],
     switches: &Switches,
@@ -156,12 +190,21 @@ async fn ingest_in(
             delivery_id: existing,
         });
     }
+    if backend == Backend::Postgres {
+        lock_employees(tx, events).await?;
+    }
     let mut action_ids = Vec::new();
     let mut ended = Vec::new();
     for ev in events {
         let email_lc = ev.email.as_ref().map(|e| e.to_lowercase());
         let history = history(tx, ev.employee_id.as_deref(), email_lc.as_deref()).await?;
-        let plan = lifecycle::plan(ev.kind, ev.occurred_at, &history, switches, ev.runnable);
+        let incoming = lifecycle::Incoming {
+            kind: ev.kind,
+            source: &d.source,
+            occurred_at: ev.occurred_at,
+            runnable: ev.runnable,
+        };
+        let plan = lifecycle::plan(incoming, &history, switches);
         let (created, outcome) = apply(tx, d, ev, email_lc.as_deref(), &plan, &mut ended).await?;
         if let Some(id) = &created {
             action_ids.push(id.clone());
@@ -193,6 +236,35 @@ async fn ingest_in(
     })
 }
 
+/// Takes a transaction-scoped advisory lock for each identifier of the delivery's employees, in
+/// sorted order (so that two deliveries never wait on each other in a cycle). A hash collision
+/// only makes two unrelated employees wait for each other briefly.
+async fn lock_employees(
+    tx: &mut Transaction<'_, Any>,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    let mut keys: Vec<String> = events
+        .iter()
+        .flat_map(|e| {
+            let id = e.employee_id.as_ref().map(|i| format!("employee_id:{i}"));
+            let email = e
+                .email
+                .as_ref()
+                .map(|m| format!("email:{}", m.to_lowercase()));
+            id.into_iter().chain(email)
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0)) IS NULL AS waited")
+            .bind(key)
+            .fetch_one(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn history(
     tx: &mut Transaction<'_, Any>,
     employee_id: Option<&str>,
@@ -206,7 +278,7 @@ async fn history(
         .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("occurred_at")?)))
         .transpose()?;
     let open_rows = sqlx::query(&format!(
-        "SELECT id, kind, status, write_sent, wf_user_id FROM actions \
+        "SELECT id, source, kind, status, write_sent, wf_user_id FROM actions \
          WHERE status IN ('scheduled', 'pending', 'held', 'in_progress') AND {SAME_EMPLOYEE} ORDER BY id"
     ))
     .bind(employee_id)
@@ -219,6 +291,7 @@ async fn history(
         let status: String = r.try_get("status")?;
         open.push(OpenAction {
             id: r.try_get("id")?,
+            source: r.try_get("source")?,
             kind: ActionKind::parse(&kind).unwrap_or(ActionKind::Deactivate),
             status: status.parse().unwrap_or(Status::Pending),
             write_sent: r.try_get::<i64, _>("write_sent")? != 0,
@@ -226,7 +299,7 @@ async fn history(
         });
     }
     let last = sqlx::query(&format!(
-        "SELECT id, status, reason, write_sent, wf_user_id FROM actions WHERE kind = 'deactivate' \
+        "SELECT id, source, status, reason, write_sent, wf_user_id FROM actions WHERE kind = 'deactivate' \
          AND status NOT IN ('skipped', 'cancelled') AND {SAME_EMPLOYEE} ORDER BY id DESC LIMIT 1"
     ))
     .bind(employee_id)
@@ -240,6 +313,7 @@ async fn history(
             let reason: Option<String> = r.try_get("reason")?;
             Some(LastDeactivation {
                 id: r.try_get("id")?,
+                source: r.try_get("source")?,
                 status: status.parse().unwrap_or(Status::Pending),
                 reason: reason.and_then(|x| x.parse().ok()),
                 write_sent: r.try_get::<i64, _>("write_sent")? != 0,

@@ -21,12 +21,14 @@ const SQLITE: &[(i64, &str, &str)] = embed!("sqlite":
     2 "operator control" "0002_operator_control.sql",
     3 "lifecycle" "0003_lifecycle.sql",
     4 "action delivery" "0004_action_delivery.sql",
+    5 "reactivation brake" "0005_reactivation_brake.sql",
 );
 const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     1 "init" "0001_init.sql",
     2 "operator control" "0002_operator_control.sql",
     3 "lifecycle" "0003_lifecycle.sql",
     4 "action delivery" "0004_action_delivery.sql",
+    5 "reactivation brake" "0005_reactivation_brake.sql",
 );
 
 #[derive(Debug)]

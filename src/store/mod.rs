@@ -36,18 +36,35 @@ pub enum Backend {
     Postgres,
 }
 
-/// A store failure. `Unavailable` means the database could not be reached or answered with an
-/// error: callers answer 503 so senders retry.
+/// A store failure, by what the caller should do about it.
 #[derive(Debug, Clone)]
 pub enum StoreError {
+    /// The database cannot be reached or is failing: answer 503, the sender retries.
     Unavailable(String),
+    /// A constraint refused the change (it conflicts with what is stored): 409.
+    Conflict(String),
+    /// The database refused the data itself (text it cannot hold, a value out of range): the
+    /// request is at fault, 4xx, and retrying it cannot help.
+    BadData(String),
+    /// A stored row this version cannot read: 500, never "retry later".
+    Corrupt(String),
     Migration(String),
+}
+
+impl StoreError {
+    /// Whether the database itself is the trouble (as opposed to one request's data).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Migration(_))
+    }
 }
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
+            StoreError::Conflict(m) => write!(f, "conflicts with stored data: {m}"),
+            StoreError::BadData(m) => write!(f, "the database refused the data: {m}"),
+            StoreError::Corrupt(m) => write!(f, "a stored row cannot be read: {m}"),
             StoreError::Migration(m) => write!(f, "database migration failed: {m}"),
         }
     }
@@ -55,8 +72,30 @@ impl std::fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 impl From<sqlx::Error> for StoreError {
+    /// Mapped where it happens: SQLSTATE class 22 (data exception) is bad data, a unique-key
+    /// violation a conflict, a value that does not decode a corrupt row; everything else means the
+    /// database is not serving us (connection, pool, I/O, serialization failures).
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
+        use sqlx::error::ErrorKind;
+        let text = e.to_string();
+        match &e {
+            sqlx::Error::Database(db) => {
+                let class_22 = db.code().is_some_and(|c| c.starts_with("22"));
+                match db.kind() {
+                    ErrorKind::UniqueViolation => StoreError::Conflict(text),
+                    ErrorKind::ForeignKeyViolation
+                    | ErrorKind::NotNullViolation
+                    | ErrorKind::CheckViolation => StoreError::BadData(text),
+                    _ if class_22 => StoreError::BadData(text),
+                    _ => StoreError::Unavailable(text),
+                }
+            }
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(text),
+            _ => StoreError::Unavailable(text),
+        }
     }
 }
 

@@ -1,25 +1,35 @@
-//! The write gate with the mass-deactivation brake, and the operators' changes.
+//! The write gate with the mass-change brake, and the operators' changes.
 //!
-//! The brake counts deactivation writes started within the sliding window, in the store, so the
-//! count survives restarts and is shared by replicas. Counting and marking the write happen in one
-//! transaction; on PostgreSQL an advisory lock serialises that transaction across replicas (on
-//! SQLite the single writer does).
+//! The brake ([`crate::domain::brake`] decides) counts writes of the action's kind started within
+//! the sliding window, in the store, so the count survives restarts and is shared by replicas.
+//! Counting and marking the write happen in one transaction; on PostgreSQL an advisory lock
+//! serialises that transaction across replicas (on SQLite the single writer does). Each kind has
+//! its own engagement row in `brake` (1 = deactivations, 2 = reactivations).
 
 use sqlx::Row;
 
 use super::actions::{action_from_row, append_audit, Update, ACTION_COLS};
 use super::models::{ActionRecord, AuditEntry, WfUserRef};
 use super::{Backend, Store, StoreError};
-use crate::domain::{Reason, Status};
+use crate::domain::brake::{self, BrakeDecision, BrakeLimit};
+use crate::domain::{ActionKind, Reason, Status};
 
 /// An arbitrary, fixed key for the brake's advisory lock.
 const BRAKE_LOCK: i64 = 0x0ff_b0a2d;
 
-/// The brake's limit for one write.
+/// The brake that applies to one write: its kind's limit.
 #[derive(Debug, Clone, Copy)]
 pub struct Brake {
-    pub max: u32,
-    pub window_ms: i64,
+    pub kind: ActionKind,
+    pub limit: BrakeLimit,
+}
+
+/// The `brake` row of a kind of write.
+fn brake_row(kind: ActionKind) -> i64 {
+    match kind {
+        ActionKind::Deactivate => 1,
+        ActionKind::Reactivate => 2,
+    }
 }
 
 /// What the write gate decided.
@@ -95,7 +105,8 @@ impl Store {
         brake: Option<Brake>,
     ) -> Result<Gate, StoreError> {
         let now = jiff::Timestamp::now().as_millisecond();
-        let window_ms = brake.map(|b| b.window_ms).unwrap_or(0);
+        let window_ms = brake.map(|b| b.limit.window_ms).unwrap_or(0);
+        let kind = brake.map(|b| b.kind).unwrap_or(ActionKind::Deactivate);
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -105,13 +116,15 @@ impl Store {
         }
         let row = sqlx::query(
             "SELECT a.cancel_requested AS stop, \
-               (SELECT COUNT(*) FROM actions w WHERE w.kind = 'deactivate' AND w.write_at >= $3) AS recent, \
-               (SELECT engaged FROM brake WHERE id = 1) AS engaged \
+               (SELECT COUNT(*) FROM actions w WHERE w.kind = $4 AND w.write_at >= $3) AS recent, \
+               (SELECT engaged FROM brake WHERE id = $5) AS engaged \
              FROM actions a WHERE a.id = $1 AND a.lease_owner = $2",
         )
         .bind(id)
         .bind(owner)
         .bind(now - window_ms)
+        .bind(kind.as_str())
+        .bind(brake_row(kind))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -148,7 +161,8 @@ impl Store {
             return Ok(Gate::Cancelled);
         }
 
-        if let Some(b) = brake.filter(|b| recent >= i64::from(b.max)) {
+        let decision = brake.map(|b| (b, brake::decide(recent, b.limit, engaged)));
+        if let Some((b, BrakeDecision::Hold { newly_engaged })) = decision {
             let held = sqlx::query(
                 "UPDATE actions SET status = 'held', reason = 'rate_brake', lease_owner = NULL, lease_until = NULL, \
                  wf_user_id = COALESCE($2, wf_user_id), wf_user_name = COALESCE($3, wf_user_name), \
@@ -167,16 +181,17 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(Gate::LeaseLost);
             }
-            if !engaged {
-                sqlx::query("UPDATE brake SET engaged = 1, engaged_at = $1 WHERE id = 1")
+            if newly_engaged {
+                sqlx::query("UPDATE brake SET engaged = 1, engaged_at = $1 WHERE id = $2")
                     .bind(now)
+                    .bind(brake_row(b.kind))
                     .execute(&mut *tx)
                     .await?;
             }
             entries.push(AuditEntry::now(
                 "safety_hold",
-                serde_json::json!({"reason": "rate_brake", "deactivations_in_window": recent, "brake_max": b.max,
-                    "brake_window_ms": b.window_ms, "brake_newly_engaged": !engaged}),
+                serde_json::json!({"reason": "rate_brake", "kind": b.kind.as_str(), "writes_in_window": recent,
+                    "brake_max": b.limit.max, "brake_window_ms": b.limit.window_ms, "brake_newly_engaged": newly_engaged}),
             ));
             entries.push(AuditEntry::now(
                 "finished",
@@ -185,13 +200,14 @@ impl Store {
             append_audit(&mut tx, id, &entries).await?;
             tx.commit().await?;
             return Ok(Gate::Braked {
-                first: !engaged,
+                first: newly_engaged,
                 recent,
             });
         }
-        if brake.is_some() && engaged {
-            // Deactivations flow again: the engagement is over.
-            sqlx::query("UPDATE brake SET engaged = 0, engaged_at = NULL WHERE id = 1")
+        if let Some((b, BrakeDecision::Pass { disengage: true })) = decision {
+            // Writes of this kind flow again: the engagement is over.
+            sqlx::query("UPDATE brake SET engaged = 0, engaged_at = NULL WHERE id = $1")
+                .bind(brake_row(b.kind))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -216,7 +232,7 @@ impl Store {
         if brake.is_some() {
             entries.push(AuditEntry::now(
                 "brake_checked",
-                serde_json::json!({"deactivations_in_window": recent}),
+                serde_json::json!({"kind": kind.as_str(), "writes_in_window": recent}),
             ));
         }
         append_audit(&mut tx, id, &entries).await?;
@@ -297,21 +313,22 @@ impl Store {
         for id in &ids {
             append_audit(&mut tx, id, std::slice::from_ref(&audit)).await?;
         }
-        sqlx::query("UPDATE brake SET engaged = 0, engaged_at = NULL WHERE id = 1")
+        sqlx::query("UPDATE brake SET engaged = 0, engaged_at = NULL")
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(ids)
     }
 
-    /// Whether the brake is engaged now.
+    /// Whether the brake (of either kind) is engaged now.
     pub async fn brake_engaged(&self) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT engaged FROM brake WHERE id = 1")
+        let row = sqlx::query("SELECT MAX(engaged) AS engaged FROM brake")
             .fetch_optional(&self.pool)
             .await?;
         Ok(row
-            .map(|r| r.try_get::<i64, _>("engaged"))
+            .map(|r| r.try_get::<Option<i64>, _>("engaged"))
             .transpose()?
+            .flatten()
             .unwrap_or(0)
             != 0)
     }

@@ -2,8 +2,10 @@
 //!
 //! It wakes when a delivery is stored (a `Notify` from the handler), when the next scheduled or
 //! retried action becomes due, and at least every `worker.poll_interval` (other replicas may have
-//! stored work). Claimed actions carry a lease (`worker.lease`); a worker that dies leaves them to
-//! expire and be claimed again, where the pipeline checks Workfront's state before writing again.
+//! stored work). Claimed actions carry a short lease (`worker.lease`), renewed by a heartbeat every
+//! third of it while the action runs, so a slow action is never cut off, and the work of a process
+//! that died is claimed again within one lease; the pipeline then checks Workfront's state before
+//! writing again.
 //!
 //! In-flight actions are bounded (two per Workfront connection) so that a large backlog does not
 //! hold leases it cannot work on. On shutdown it stops claiming, lets running actions finish within
@@ -11,10 +13,10 @@
 
 mod pipeline;
 pub mod retention;
-pub mod retry;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
@@ -106,17 +108,15 @@ impl Worker {
         // Two actions per Workfront connection: one calling, one ready with its next call. More
         // would only wait for a permit while their lease runs down.
         let slots = Arc::new(Semaphore::new(settings.workfront.max_concurrency * 2));
-        // An action makes up to three calls, each of which may wait for one other call first.
-        let worst = 6 * (settings.workfront.connect_timeout + settings.workfront.request_timeout);
-        if settings.worker.lease < worst {
-            tracing::warn!(
-                lease_secs = settings.worker.lease.as_secs_f64(),
-                worst_case_secs = worst.as_secs_f64(),
-                "worker.lease is shorter than an action's worst case with these Workfront timeouts; \
-                 a slow action may be taken over by another worker (it then re-reads Workfront before writing)"
-            );
-        }
         let lease_ms = settings.worker.lease.as_millis() as i64;
+        let working: Working = Arc::new(Mutex::new(HashSet::new()));
+        let beat_stop = CancellationToken::new();
+        // Aborted with the worker: a worker that is torn down must not keep renewing leases.
+        let heartbeat = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(heartbeat(
+            self.ctx.clone(),
+            working.clone(),
+            beat_stop.clone(),
+        )));
         let poll = settings.worker.poll_interval;
         let mut running = JoinSet::new();
         tracing::info!(worker = %self.ctx.owner, "worker started");
@@ -141,12 +141,16 @@ impl Worker {
                                 .expect("claimed no more than the free slots");
                             let ctx = self.ctx.clone();
                             let wake = self.wake.clone();
+                            let working = working.clone();
+                            working.lock().unwrap().insert(action.id.clone());
                             let span = tracing::info_span!("action", action_id = %action.id, attempt = action.attempts,
                                 kind = action.kind.as_str(), source = %action.source,
                                 delivery_id = action.delivery_id.as_deref().unwrap_or("-"), wf_user_id = tracing::field::Empty);
                             running.spawn(
                                 async move {
+                                    let id = action.id.clone();
                                     pipeline::process(&ctx, action).await;
+                                    working.lock().unwrap().remove(&id);
                                     drop(permit);
                                     wake.notify_one();
                                 }
@@ -181,6 +185,8 @@ impl Worker {
         if drained.is_err() {
             running.abort_all();
         }
+        beat_stop.cancel();
+        let _ = heartbeat.await;
         match self.ctx.store.release_leases(&self.ctx.owner).await {
             Ok(n) if n > 0 => {
                 tracing::info!(released = n, "gave back leases of unfinished actions")
@@ -201,6 +207,33 @@ impl Worker {
                 Duration::from_millis((t - now).clamp(0, poll.as_millis() as i64) as u64)
             }
             _ => poll,
+        }
+    }
+}
+
+/// The ids of the actions this worker is working on now.
+type Working = Arc<Mutex<HashSet<String>>>;
+
+/// Renews the leases of the actions being worked on, every third of the lease, until `stop`.
+async fn heartbeat(ctx: Arc<Ctx>, working: Working, stop: CancellationToken) {
+    let lease = ctx.settings.worker.lease;
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let ids: Vec<String> = working.lock().unwrap().iter().cloned().collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let until = jiff::Timestamp::now().as_millisecond() + lease.as_millis() as i64;
+        match ctx.store.renew_leases(&ctx.owner, &ids, until).await {
+            Ok(n) => tracing::debug!(renewed = n, "leases renewed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew leases; they run out unless renewed in time")
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::Ctx;
 use crate::config::Identifier;
+use crate::domain::brake::BrakeLimit;
 use crate::domain::{ActionKind, Reason, Status};
 use crate::safety::{self, Decision};
 use crate::store::{ActionRecord, AuditEntry, Brake, Gate, Update, WfUserRef};
@@ -146,10 +147,18 @@ impl Attempt<'_> {
                 .await;
         }
 
-        // 4. Write: pass the brake and remember that a write may reach Workfront, atomically.
-        let brake = (kind == ActionKind::Deactivate && !self.action.approved).then(|| Brake {
-            max: settings.safety.brake_max,
-            window_ms: settings.safety.brake_window.as_millis() as i64,
+        // 4. Write: pass the brake of this kind and remember that a write may reach Workfront,
+        //    atomically. Approved actions are not held again (their writes still count).
+        let max = match kind {
+            ActionKind::Deactivate => settings.safety.brake_max,
+            ActionKind::Reactivate => settings.safety.reactivation_brake_max,
+        };
+        let brake = (!self.action.approved).then_some(Brake {
+            kind,
+            limit: BrakeLimit {
+                max,
+                window_ms: settings.safety.brake_window.as_millis() as i64,
+            },
         });
         let audit = std::mem::take(&mut self.audit);
         let gate = self
@@ -176,12 +185,15 @@ impl Attempt<'_> {
                     .metrics
                     .action(kind, Status::Held, Reason::RateBrake);
                 if first {
+                    let (what, key) = match kind {
+                        ActionKind::Deactivate => ("deactivation", "brake_max"),
+                        ActionKind::Reactivate => ("reactivation", "reactivation_brake_max"),
+                    };
                     let text = format!(
-                        "offboard: the mass-deactivation brake engaged after {recent} deactivations within {} \
-                         (safety.brake_max = {}). Further deactivations are held until an operator releases them \
+                        "offboard: the mass-{what} brake engaged after {recent} {what}s within {} \
+                         (safety.{key} = {max}). Further {what}s are held until an operator releases them \
                          (POST /admin/v1/brake/release).",
                         crate::cli::fmt_duration(settings.safety.brake_window),
-                        settings.safety.brake_max
                     );
                     self.ctx.notifier.send(
                         text,
@@ -218,7 +230,21 @@ impl Attempt<'_> {
                 } else {
                     Reason::Deactivated
                 };
-                self.finish(Status::Succeeded, reason, None).await
+                self.finish(Status::Succeeded, reason, None).await?;
+                if want_active {
+                    // Restored access is safety-relevant: every reactivation is announced.
+                    let who = self.who();
+                    self.ctx.notifier.send(
+                        format!(
+                            "offboard: reactivated the Workfront user {} of {who} (action {})",
+                            user.id, self.action.id
+                        ),
+                        Some(&self.action.id),
+                        Some(Status::Succeeded.as_str()),
+                        Some(Reason::Reactivated.as_str()),
+                    );
+                }
+                Ok(())
             }
             Err(f) => self.fail(f).await,
         }
@@ -387,13 +413,7 @@ impl Attempt<'_> {
         self.save(update).await?;
         self.ctx.metrics.action(self.action.kind, status, reason);
         if matches!(status, Status::Held | Status::Failed) {
-            let who = self
-                .action
-                .email
-                .clone()
-                .or_else(|| self.action.employee_id.clone())
-                .unwrap_or_default();
-            let who = crate::telemetry::show_email(&who, self.ctx.settings.log.pii);
+            let who = self.who();
             self.ctx.notifier.send(
                 format!(
                     "offboard: {} of {who} is {}/{} (action {})",
@@ -408,6 +428,17 @@ impl Attempt<'_> {
             );
         }
         Ok(())
+    }
+
+    /// The employee, as notifications show them (email masked unless `log.pii`).
+    fn who(&self) -> String {
+        let who = self
+            .action
+            .email
+            .clone()
+            .or_else(|| self.action.employee_id.clone())
+            .unwrap_or_default();
+        crate::telemetry::show_email(&who, self.ctx.settings.log.pii)
     }
 
     async fn save(&mut self, update: Update) -> Result<(), crate::store::StoreError> {

@@ -213,6 +213,9 @@ impl Client {
 
     /// `GET user/{ID}?fields=...`; `Failure::NotFound` when there is no such user.
     pub async fn get_user(&self, id: &str) -> Call<User> {
+        if let Some(refused) = refuse_id("get", id) {
+            return refused;
+        }
         let query = vec![("fields".into(), USER_FIELDS.into())];
         let call = self
             .send(
@@ -235,6 +238,9 @@ impl Client {
         active: bool,
         access_level_id: Option<&str>,
     ) -> Call<User> {
+        if let Some(refused) = refuse_id("update", id) {
+            return refused;
+        }
         let mut updates = json!({ "isActive": active });
         if let (true, Some(level)) = (active, access_level_id) {
             updates["accessLevelID"] = json!(level);
@@ -330,6 +336,26 @@ impl Client {
         };
         let result = match sent {
             Err(e) => Err(transport_failure(e)),
+            Ok(resp) if resp.status().is_redirection() => {
+                // Never followed: it would carry the credentials elsewhere. A tenant that moved
+                // needs a new base_url, so this is credential trouble that waits, not a failure.
+                let status = resp.status().as_u16();
+                exchange.status = Some(status);
+                let location = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    // Without its query: it may echo the apiKey we sent.
+                    .map(|l| l.split(['?', '#']).next().unwrap_or("").to_string())
+                    .unwrap_or_else(|| "(no Location)".into());
+                exchange.response = Some(json!({ "location": location }));
+                Err(Failure::Auth {
+                    status,
+                    message: format!(
+                        "Workfront redirected to {location}; the redirect is not followed (check workfront.base_url)"
+                    ),
+                })
+            }
             Ok(resp) => {
                 let status = resp.status();
                 exchange.status = Some(status.as_u16());
@@ -350,6 +376,27 @@ impl Client {
         exchange.millis = started.elapsed().as_millis() as u64;
         Call { result, exchange }
     }
+}
+
+/// An ID that is not letters and digits never reaches a URL (it could change the path).
+fn refuse_id<T>(op: &'static str, id: &str) -> Option<Call<T>> {
+    if crate::domain::is_workfront_id(id) {
+        return None;
+    }
+    Some(Call {
+        result: Err(Failure::Rejected {
+            status: 0,
+            class: None,
+            message: format!("{id:?} is not a Workfront ID (letters and digits); nothing was sent"),
+        }),
+        exchange: Exchange {
+            op,
+            request: "(not sent)".into(),
+            status: None,
+            response: None,
+            millis: 0,
+        },
+    })
 }
 
 fn map_call<T>(call: Call<Value>, f: impl FnOnce(Value) -> Result<T, String>) -> Call<T> {

@@ -191,6 +191,24 @@ impl TestApp {
             .await
     }
 
+    /// A signed delivery to `/webhooks/hr` as a task of its own (for concurrent sends).
+    pub fn delivery(
+        &self,
+        body: String,
+    ) -> impl std::future::Future<Output = Answer> + Send + 'static {
+        let http = self.http.clone();
+        let url = format!("{}/webhooks/hr", self.base);
+        async move {
+            let id = format!("msg_{}", uuid_like());
+            let headers = signed_headers(SECRET, &id, jiff::Timestamp::now().as_second(), &body);
+            let mut req = http.post(url).body(body);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            answer(req.send().await.expect("request sent")).await
+        }
+    }
+
     pub async fn post_signed(&self, id: &str, ts: i64, body: &str) -> Answer {
         self.post_raw(
             "hr",

@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod durability;
+mod edges;
 mod harness;
 mod lifecycle;
 mod openapi;

@@ -261,7 +261,7 @@ async fn operator_endpoints_check_the_token_first_and_404_unknown_ids() {
     );
     assert_error(
         &app.admin_post_raw(
-            "/admin/v1/actions/act_nope/cancel",
+            "/admin/v1/actions/act_00000000000000000000000000000000/cancel",
             Some(ADMIN_TOKEN),
             "{\"colour\":1}",
         )
