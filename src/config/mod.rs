@@ -175,6 +175,8 @@ pub struct NotifySettings {
 pub struct RetentionSettings {
     pub payload_days: u32,
     pub audit_days: u32,
+    /// How often the purge runs.
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -110,6 +110,7 @@ pub(super) struct RawNotify {
 pub(super) struct RawRetention {
     pub(super) payload_days: u32,
     pub(super) audit_days: u32,
+    pub(super) interval: String,
 }
 
 #[derive(Deserialize)]

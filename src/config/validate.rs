@@ -173,6 +173,7 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         retention: RetentionSettings {
             payload_days: raw.retention.payload_days,
             audit_days: raw.retention.audit_days,
+            interval: positive_duration(&raw.retention.interval, "retention.interval")?,
         },
         log,
         worker,

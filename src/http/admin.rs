@@ -104,7 +104,7 @@ fn query(
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses(
-        (status = 200, body = ActionList),
+        (status = 200, description = "the actions, newest first, and the cursor of the next page", body = ActionList),
         (status = 400, description = "bad_request: an unknown parameter or value", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 403, description = "admin_disabled", body = ErrorBody),

@@ -181,7 +181,7 @@ pub async fn cancel(
 #[utoipa::path(post, path = "/admin/v1/brake/release", tag = "admin", security(("admin_token" = [])),
     request_body(content = OperatorBody, description = "optional: operator and note"),
     responses(
-        (status = 200, body = BrakeReleased),
+        (status = 200, description = "the actions released from the brake", body = BrakeReleased),
         (status = 400, description = "bad_request", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 403, description = "admin_disabled", body = ErrorBody),

@@ -149,15 +149,34 @@ async fn handle(st: &Shared, req: Request, next: Next, query: &str) -> Response 
         })
     };
     if let Some(f) = fault {
+        if f.delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(f.delay_ms)).await;
+            if f.status == 0 {
+                return next.run(req).await;
+            }
+        }
         let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if f.apply_then_fail {
+            let _ = next.run(req).await;
+        }
+        if let Some(location) = &f.location {
+            let mut resp = status.into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(location) {
+                resp.headers_mut().insert(axum::http::header::LOCATION, v);
+            }
+            return resp;
+        }
+        if let Some(page) = f.html {
+            return (status, axum::response::Html(page)).into_response();
+        }
+        if let Some(body) = f.body {
+            return (status, Json(body)).into_response();
+        }
         let class = f
             .class
             .as_deref()
             .unwrap_or("com.attask.common.InternalServerErrorException");
         let message = f.message.as_deref().unwrap_or("injected fault");
-        if f.apply_then_fail {
-            let _ = next.run(req).await;
-        }
         return wf_error(status, class, message);
     }
     if st.config.fail_rate > 0.0 && fastrand::f64() < st.config.fail_rate {

@@ -9,7 +9,10 @@
 //! is how Workfront throttles.
 //!
 //! For tests and demos it adds latency, random failures (`fail_rate`), scripted faults
-//! (`POST /__sim/faults`), a request log (`GET /__sim/requests`) and the users (`GET /__sim/users`).
+//! (`POST /__sim/faults`: a status with Workfront's error body, a 200 with an error body, a hang,
+//! a JSON body of one's own, a proxy's HTML page, a redirect, a write whose answer is lost), a
+//! request log (`GET /__sim/requests`) and the users (`GET /__sim/users`). Every request runs to
+//! its end even when the caller goes away, as on a real server.
 
 mod handlers;
 
@@ -82,6 +85,38 @@ pub struct Fault {
     /// Apply the write, then drop the answer (simulates an answer lost in transit, answered 504).
     #[serde(default)]
     pub apply_then_fail: bool,
+    /// Hang this long before answering (longer than the client's timeout: a timeout). With
+    /// `status` 0 the request is then answered normally.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Answer with this JSON body instead of a Workfront error (e.g. a 200 `data` that does not
+    /// show the new state).
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// Answer with this HTML page (a proxy's error page).
+    #[serde(default)]
+    pub html: Option<String>,
+    /// Answer a redirect to this `Location` (a tenant that moved).
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+impl Fault {
+    /// A fault that answers `status` once with Workfront's error body.
+    pub fn status(status: u16) -> Fault {
+        Fault {
+            status,
+            count: 1,
+            method: None,
+            class: None,
+            message: None,
+            apply_then_fail: false,
+            delay_ms: 0,
+            body: None,
+            html: None,
+            location: None,
+        }
+    }
 }
 
 fn one() -> u32 {

@@ -462,3 +462,53 @@ async fn apply(
     outcome.push(format!("created {id}"));
     Ok((Some(id), outcome.join("; ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lifecycle::Switches;
+
+    fn delivery(id: &str, key: &str) -> NewDelivery {
+        NewDelivery {
+            id: id.into(),
+            source: "hr".into(),
+            dedupe_key: key.into(),
+            received_at: 1,
+            content_type: None,
+            body: "{}".into(),
+            body_sha256: "x".into(),
+            request_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_the_database_refuses_fails_alone_in_its_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url.into()).await.unwrap();
+        store.migrate().await.unwrap();
+        let sw = Switches {
+            reactivate_on_rehire: false,
+            reactivate_on_cancel: false,
+        };
+        // The same primary key twice: the database refuses the second, whichever it is.
+        let (a, b, c) = (
+            delivery("dlv_same", "k1"),
+            delivery("dlv_same", "k2"),
+            delivery("dlv_other", "k3"),
+        );
+        let (ra, rb, rc) = tokio::join!(
+            store.ingest(&a, &[], &sw),
+            store.ingest(&b, &[], &sw),
+            store.ingest(&c, &[], &sw)
+        );
+        let refused: Vec<&StoreError> = [&ra, &rb]
+            .into_iter()
+            .filter_map(|r| r.as_ref().err())
+            .collect();
+        assert_eq!(refused.len(), 1, "{ra:?} {rb:?}");
+        assert!(matches!(refused[0], StoreError::Conflict(_)), "{refused:?}");
+        assert!(!refused[0].is_unavailable());
+        assert!(matches!(rc, Ok(Ingested::Stored { .. })), "{rc:?}");
+    }
+}

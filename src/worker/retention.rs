@@ -1,5 +1,6 @@
 //! The retention task: purges raw delivery bodies after `retention.payload_days` and audit rows
-//! after `retention.audit_days`. It runs shortly after start and then hourly; what is due is
+//! after `retention.audit_days`. It runs shortly after start and then every `retention.interval`
+//! (an hour by default); what is due is
 //! computed from stored times, so a restart loses nothing and several replicas may run it.
 
 use std::time::Duration;
@@ -9,17 +10,17 @@ use tokio_util::sync::CancellationToken;
 use crate::config::RetentionSettings;
 use crate::store::Store;
 
-const EVERY: Duration = Duration::from_secs(3600);
+/// The first run comes this soon after start (or sooner with a shorter interval).
 const FIRST: Duration = Duration::from_secs(5);
 
 pub async fn run(store: Store, settings: RetentionSettings, cancel: CancellationToken) {
-    let mut wait = FIRST;
+    let mut wait = FIRST.min(settings.interval);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        wait = EVERY;
+        wait = settings.interval;
         let now = jiff::Timestamp::now().as_millisecond();
         match store
             .purge(now, settings.payload_days, settings.audit_days)

@@ -423,3 +423,142 @@ async fn unfinished_work_resumes_soon_after_a_crash_not_after_a_long_lease() {
     assert!(TestApp::steps(&action).contains(&"resumed".to_string()));
     assert_eq!(app.is_active(JOHN), Some(false));
 }
+
+#[tokio::test]
+async fn authentication_is_checked_before_the_body_is_parsed() {
+    let app = spawn_app().await;
+    let ts = jiff::Timestamp::now().as_second();
+    // A malformed body with a wrong signature: 401, not 400.
+    let mut headers = signed_headers(SECRET, "msg_x", ts, "{\"other\": 1}");
+    let a = app
+        .post_raw("hr", &headers, b"not json at all".to_vec())
+        .await;
+    assert_error(&a, 401, "invalid_signature");
+    // No signature at all on a body that is not JSON: 401 too.
+    headers.retain(|(k, _)| k == "content-type");
+    let a = app.post_raw("hr", &headers, b"[1, 2".to_vec()).await;
+    assert_error(&a, 401, "missing_signature");
+    // An implausible webhook-timestamp is a signature failure, without overflow.
+    for bad in ["99999999999999999999999", "-1e9", "1.5"] {
+        let body = termination(Some("E-1042"), None);
+        let mut h = signed_headers(SECRET, "msg_y", ts, &body);
+        let key = offboard::config::decode_whsec(SECRET, "t").unwrap();
+        use secrecy::ExposeSecret;
+        let sig =
+            offboard::sources::signature::sign(key.expose_secret(), "msg_y", bad, body.as_bytes());
+        for (k, v) in h.iter_mut() {
+            if k == "webhook-timestamp" {
+                *v = bad.into();
+            }
+            if k == "webhook-signature" {
+                *v = sig.clone();
+            }
+        }
+        let a = app.post_raw("hr", &h, body.into_bytes()).await;
+        assert_error(&a, 401, "invalid_signature");
+    }
+    assert_eq!(action_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn deliveries_are_acknowledged_at_once_while_workfront_hangs() {
+    let mut opts = options("[workfront]\nrequest_timeout = \"30s\"");
+    opts.sim = SimConfig {
+        api_key: Some(API_KEY.into()),
+        latency: Duration::from_secs(20),
+        ..SimConfig::default()
+    };
+    let app = spawn_app_with(opts).await;
+    let first = app.terminate(Some("E-1042"), None).await;
+    // The worker is now stuck on Workfront.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.sim.sim.state_in_flight() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never called");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        let a = app
+            .post_delivery(&termination(Some(&format!("H-{i}")), None))
+            .await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    }
+    // Generous for a shared machine: the point is that nothing waits for the 20 s Workfront.
+    assert!(slowest < Duration::from_secs(5), "slowest ack {slowest:?}");
+    assert_eq!(app.admin_get_action(&first).await["status"], "in_progress");
+}
+
+#[tokio::test]
+async fn the_retention_task_purges_bodies_on_its_schedule_without_a_restart() {
+    let app = spawn_app_with(options(
+        "[retention]\npayload_days = 0\ninterval = \"200ms\"",
+    ))
+    .await;
+    let id = app.terminate(Some("E-1043"), None).await;
+    let action = app.wait_for_status(&id, "succeeded").await;
+    let delivery = action["events"][0]["delivery_id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = app.app().store().delivery_body(delivery).await.unwrap();
+        if body.is_none() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the body was not purged on schedule"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The audit trail stays readable.
+    let again = app.admin_get_action(&id).await;
+    assert_eq!(again["status"], "succeeded");
+    assert!(!TestApp::steps(&again).is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_refuses_new_deliveries_and_gives_back_what_it_did_not_finish() {
+    let mut opts = options("[worker]\nlease = \"1h\"");
+    opts.sim = SimConfig {
+        api_key: Some(API_KEY.into()),
+        latency: Duration::from_millis(800),
+        ..SimConfig::default()
+    };
+    let mut app = spawn_app_with(opts).await;
+    let id = app.terminate(Some("E-1043"), None).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.sim.sim.state_in_flight() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never called");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let running = app.app.take().unwrap();
+    let base = app.base.clone();
+    let stopping = tokio::spawn(running.stop());
+    // Give the stop a moment to close the listener, then try to deliver.
+    let late = loop {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/webhooks/hr"))
+            .body("{}")
+            .send()
+            .await;
+        match r {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline + Duration::from_secs(10),
+                    "still accepting during shutdown"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+        }
+    };
+    assert!(late.is_connect() || late.is_request(), "{late}");
+    stopping.await.unwrap();
+    // The in-flight call finished (or its lease was given back): a new process completes it at
+    // once, although the lease is an hour.
+    app.restart().await;
+    let done = app.wait_for_status(&id, "succeeded").await;
+    assert_eq!(done["reason"], "deactivated");
+    assert_eq!(app.puts(), 1);
+}

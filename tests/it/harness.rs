@@ -39,6 +39,8 @@ pub struct Options {
     /// Extra TOML laid over the test defaults.
     pub overlay: String,
     pub sim: SimConfig,
+    /// The database to use instead of the default (a fresh SQLite file, or `DATABASE_URL`).
+    pub database: Option<String>,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
                 api_key: Some(API_KEY.into()),
                 ..SimConfig::default()
             },
+            database: None,
         }
     }
 }
@@ -64,23 +67,52 @@ pub fn options(overlay: &str) -> Options {
     }
 }
 
+/// PostgreSQL for the tests that need it: `DATABASE_URL` when it points at PostgreSQL, else
+/// `OFFBOARD_TEST_POSTGRES_URL`. Under CI (`CI` set) a missing one is a failure, not a pass:
+/// `.ci/run` provides PostgreSQL, so a PostgreSQL test that cannot run there is a defect.
+/// Elsewhere (`cargo test` on a machine with only the toolchain) the test says it did not run.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .or_else(|| std::env::var("OFFBOARD_TEST_POSTGRES_URL").ok())
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "this test needs PostgreSQL and CI is set: give DATABASE_URL or OFFBOARD_TEST_POSTGRES_URL"
+        );
+        eprintln!(
+            "not run here: this test needs PostgreSQL (DATABASE_URL or OFFBOARD_TEST_POSTGRES_URL)"
+        );
+    }
+    url
+}
+
 pub async fn database_url(dir: &std::path::Path) -> String {
     match std::env::var("DATABASE_URL") {
-        Ok(url) if url.starts_with("postgres") => {
+        Ok(url) if url.starts_with("postgres") => fresh_postgres_database(&url).await,
+        _ => format!("sqlite://{}", dir.join("offboard.db").display()),
+    }
+}
+
+/// A new, empty database on the PostgreSQL server of `url`, for one test.
+pub async fn fresh_postgres_database(url: &str) -> String {
+    {
+        {
             sqlx::any::install_default_drivers();
             let name = format!("offboard_test_{}", uuid_like());
-            let mut conn = sqlx::AnyConnection::connect(&url)
+            let mut conn = sqlx::AnyConnection::connect(url)
                 .await
                 .expect("DATABASE_URL must be reachable");
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut conn)
                 .await
                 .expect("create test database");
-            let mut parsed = url::Url::parse(&url).expect("DATABASE_URL is a URL");
+            let mut parsed = url::Url::parse(url).expect("the PostgreSQL URL is a URL");
             parsed.set_path(&format!("/{name}"));
             parsed.to_string()
         }
-        _ => format!("sqlite://{}", dir.join("offboard.db").display()),
     }
 }
 
@@ -94,7 +126,10 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         .serve(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
-    let db = database_url(dir.path()).await;
+    let db = match &opts.database {
+        Some(db) => db.clone(),
+        None => database_url(dir.path()).await,
+    };
     let base_overlay = format!(
         r#"
 [server]
@@ -173,6 +208,26 @@ pub fn signed_headers(secret: &str, id: &str, ts: i64, body: &str) -> Vec<(Strin
     ]
 }
 
+/// A delivery to `{base}/webhooks/{source}` signed with [`SECRET`] and a fresh webhook id.
+pub fn signed_delivery(
+    http: &reqwest::Client,
+    base: &str,
+    source: &str,
+    body: String,
+) -> impl std::future::Future<Output = Answer> + Send + 'static {
+    let http = http.clone();
+    let url = format!("{base}/webhooks/{source}");
+    async move {
+        let id = format!("msg_{}", uuid_like());
+        let headers = signed_headers(SECRET, &id, jiff::Timestamp::now().as_second(), &body);
+        let mut req = http.post(url).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        answer(req.send().await.expect("request sent")).await
+    }
+}
+
 pub struct Answer {
     pub status: StatusCode,
     pub body: Value,
@@ -196,17 +251,7 @@ impl TestApp {
         &self,
         body: String,
     ) -> impl std::future::Future<Output = Answer> + Send + 'static {
-        let http = self.http.clone();
-        let url = format!("{}/webhooks/hr", self.base);
-        async move {
-            let id = format!("msg_{}", uuid_like());
-            let headers = signed_headers(SECRET, &id, jiff::Timestamp::now().as_second(), &body);
-            let mut req = http.post(url).body(body);
-            for (k, v) in headers {
-                req = req.header(k, v);
-            }
-            answer(req.send().await.expect("request sent")).await
-        }
+        signed_delivery(&self.http, &self.base, "hr", body)
     }
 
     pub async fn post_signed(&self, id: &str, ts: i64, body: &str) -> Answer {
@@ -305,6 +350,13 @@ impl TestApp {
             .sim
             .user(user_id)
             .and_then(|u| u.get("isActive").and_then(Value::as_bool))
+    }
+
+    /// Another replica on the same database and simulator (its own port and worker).
+    pub async fn replica(&self) -> Application {
+        Application::build(self.settings.clone())
+            .await
+            .expect("the replica starts")
     }
 
     /// Stops the app as a crash would: no clean-up, leases left behind.

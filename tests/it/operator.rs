@@ -289,6 +289,7 @@ async fn a_failed_action_retried_by_an_operator_gets_a_fresh_budget() {
         class: None,
         message: None,
         apply_then_fail: false,
+        ..Fault::status(0)
     });
     let id = app.terminate(Some("E-1043"), None).await;
     let failed = app.wait_for_status(&id, "failed").await;
@@ -351,6 +352,7 @@ async fn holds_and_failures_are_notified_and_a_dead_endpoint_harms_nothing() {
         class: None,
         message: Some("no".into()),
         apply_then_fail: false,
+        ..Fault::status(0)
     });
     let failed = app.terminate(Some("E-1043"), None).await;
     app.wait_for_status(&failed, "failed").await;

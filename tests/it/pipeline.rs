@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use offboard::sim::{Fault, SimConfig};
 use reqwest::StatusCode;
+use serde_json::{json, Value};
 
 use crate::harness::*;
 
@@ -16,6 +17,7 @@ fn fault(status: u16, count: u32) -> Fault {
         class: None,
         message: None,
         apply_then_fail: false,
+        ..Fault::status(0)
     }
 }
 
@@ -146,18 +148,133 @@ async fn a_termination_is_retried_after_workfront_returns_503() {
 }
 
 #[tokio::test]
-async fn rate_limiting_and_timeouts_are_retried() {
-    let mut opts = options("[workfront]\nrequest_timeout = \"300ms\"");
-    opts.sim = SimConfig {
-        api_key: Some(API_KEY.into()),
-        ..SimConfig::default()
-    };
-    let app = spawn_app_with(opts).await;
+async fn rate_limiting_and_a_workfront_that_hangs_past_the_timeout_are_retried() {
+    let app = spawn_app_with(options("[workfront]\nrequest_timeout = \"300ms\"")).await;
     app.sim.sim.push_fault(fault(429, 1));
+    app.sim.sim.push_fault(Fault {
+        delay_ms: 2_000,
+        ..Fault::status(0)
+    });
     let id = app.terminate(Some("E-1043"), None).await;
     let action = app.wait_for_status(&id, "succeeded").await;
-    assert_eq!(action["attempts"], 2);
-    assert!(action["audit"].to_string().contains("rate_limited"));
+    assert_eq!(action["attempts"], 3, "{action:#}");
+    let retries: Vec<&Value> = action["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["step"] == "retry_scheduled")
+        .collect();
+    assert_eq!(retries[0]["detail"]["error"], "rate_limited");
+    assert_eq!(retries[1]["detail"]["error"], "timeout");
+    assert_eq!(app.is_active(JOHN), Some(false));
+}
+
+#[tokio::test]
+async fn a_workfront_that_cannot_be_reached_is_retried_until_the_schedule_ends() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let app = spawn_app_with(options(&format!(
+        "[workfront]\nbase_url = \"http://127.0.0.1:{port}\"\nconnect_timeout = \"300ms\""
+    )))
+    .await;
+    let id = app.terminate(Some("E-1043"), None).await;
+    let action = app.wait_for_status(&id, "failed").await;
+    assert_eq!(action["reason"], "retries_exhausted");
+    assert_eq!(action["attempts"], 4);
+    let errors: Vec<&Value> = action["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["step"] == "retry_scheduled")
+        .map(|e| &e["detail"]["error"])
+        .collect();
+    assert_eq!(errors, vec!["connect", "connect", "connect"]);
+}
+
+#[tokio::test]
+async fn a_put_answered_without_the_new_state_is_retried_not_taken_as_done() {
+    let app = spawn_app().await;
+    app.sim.sim.push_fault(Fault {
+        status: 200,
+        method: Some("PUT".into()),
+        body: Some(json!({"data": {"ID": JOHN, "isActive": true}})),
+        ..Fault::status(0)
+    });
+    let id = app.terminate(Some("E-1043"), None).await;
+    let action = app.wait_for_status(&id, "succeeded").await;
+    assert_eq!(action["reason"], "deactivated");
+    let audit = action["audit"].to_string();
+    assert!(audit.contains("bad_response"), "{audit}");
+    assert_eq!(app.is_active(JOHN), Some(false));
+}
+
+#[tokio::test]
+async fn an_html_page_from_a_proxy_is_retried_whatever_its_status() {
+    let app = spawn_app().await;
+    for status in [502, 200] {
+        app.sim.sim.push_fault(Fault {
+            status,
+            html: Some("<html><body><h1>502 Bad Gateway</h1></body></html>".into()),
+            ..Fault::status(0)
+        });
+    }
+    let id = app.terminate(Some("E-1043"), None).await;
+    let action = app.wait_for_status(&id, "succeeded").await;
+    assert_eq!(action["attempts"], 3);
+    let audit = action["audit"].to_string();
+    assert!(
+        audit.contains("server_error") && audit.contains("bad_response"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("502 Bad Gateway"),
+        "the page is kept for the operator"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_and_waits_as_credential_trouble() {
+    let app = spawn_app().await;
+    app.sim.sim.push_fault(Fault {
+        status: 301,
+        location: Some(
+            "https://tenant.my.workfront.adobe.com/attask/api/v21.0/user/search?apiKey=leak".into(),
+        ),
+        count: 2,
+        ..Fault::status(0)
+    });
+    let id = app.terminate(Some("E-1043"), None).await;
+    let waiting = app
+        .wait_for_action(&id, "waiting for credentials", |a| {
+            a["reason"] == "workfront_auth"
+        })
+        .await;
+    assert_eq!(waiting["status"], "pending");
+    let text = waiting["last_error"].as_str().unwrap();
+    assert!(text.contains("tenant.my.workfront.adobe.com"), "{text}");
+    assert!(
+        !waiting.to_string().contains("leak"),
+        "the Location's query is not kept"
+    );
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let done = app.wait_for_status(&id, "succeeded").await;
+    assert_eq!(done["reason"], "deactivated");
+    assert!(
+        app.sim
+            .sim
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("adobe")),
+        "nothing followed the redirect"
+    );
 }
 
 #[tokio::test]
@@ -170,6 +287,7 @@ async fn an_error_body_with_http_200_fails_the_action_with_workfronts_message() 
         class: Some("com.attask.common.InvalidParameterException".into()),
         message: Some("cannot deactivate the Admin Email user".into()),
         apply_then_fail: false,
+        ..Fault::status(0)
     });
     let id = app.terminate(Some("E-1043"), None).await;
     let action = app.wait_for_status(&id, "failed").await;
@@ -194,6 +312,7 @@ async fn a_client_error_from_workfront_is_final() {
         class: None,
         message: Some("bad".into()),
         apply_then_fail: false,
+        ..Fault::status(0)
     });
     let id = app.terminate(Some("E-1043"), None).await;
     let action = app.wait_for_status(&id, "failed").await;
@@ -221,6 +340,7 @@ async fn a_write_whose_answer_was_lost_is_checked_before_writing_again() {
         class: None,
         message: None,
         apply_then_fail: true,
+        ..Fault::status(0)
     });
     let id = app.terminate(Some("E-1043"), None).await;
     let action = app.wait_for_status(&id, "succeeded").await;
@@ -374,7 +494,7 @@ async fn an_action_claimed_by_a_process_that_died_is_finished_by_the_next_one() 
 }
 
 #[tokio::test]
-async fn a_due_action_starts_within_a_second_of_being_stored() {
+async fn a_due_action_starts_when_stored_without_waiting_for_the_poll() {
     let app = spawn_app_with(options("[worker]\npoll_interval = \"30s\"")).await;
     let started = std::time::Instant::now();
     let id = app.terminate(Some("E-1043"), None).await;
