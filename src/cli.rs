@@ -140,7 +140,11 @@ pub async fn migrate(file: Option<&Path>) -> ExitCode {
         Err(code) => return code,
     };
     let result = async {
-        let store = Store::connect(&settings.database.url).await?;
+        let store = Store::connect(
+            &settings.database.url,
+            crate::domain::clock::Clock::system(),
+        )
+        .await?;
         store.migrate().await?;
         store.close().await;
         Ok::<_, crate::store::StoreError>(())

@@ -54,8 +54,17 @@ impl Application {
     /// Connects and migrates the store, binds `server.bind` (port 0 picks a free port) and
     /// starts the server and the worker.
     pub async fn build(settings: Settings) -> Result<Application, BoxError> {
+        Self::build_with_clock(settings, domain::clock::Clock::system()).await
+    }
+
+    /// As [`Application::build`], with the clock every part of the service reads (tests move a
+    /// manual clock forward instead of waiting).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: domain::clock::Clock,
+    ) -> Result<Application, BoxError> {
         let settings = Arc::new(settings);
-        let store = Store::connect(&settings.database.url).await?;
+        let store = Store::connect(&settings.database.url, clock.clone()).await?;
         store.migrate().await?;
         if store.backend() == store::Backend::Sqlite {
             // One process owns a SQLite file: what is in progress was left by our predecessor.
@@ -88,6 +97,7 @@ impl Application {
             wake: wake.clone(),
             health: health.clone(),
             metrics: metrics.clone(),
+            clock: clock.clone(),
         };
         let app = http::router(state);
         let stop = cancel.clone();

@@ -2,10 +2,11 @@
 //!
 //! A delivery carries events ([`Event`]); an event about a termination becomes an action
 //! ([`ActionKind`]) with a due time ([`due`]); an action moves through [`Status`]es, and ends with a
-//! [`Reason`]. The string forms are part of the public contract (SPEC §6) and are what the store
+//! [`Reason`]; each thing done to it is a [`Step`] of its audit trail. The string forms are part of the public contract (SPEC §6) and are what the store
 //! persists, so they never change.
 
 pub mod brake;
+pub mod clock;
 pub mod due;
 pub mod lifecycle;
 pub mod retry;
@@ -180,6 +181,36 @@ contract_enum!(Reason {
     WorkfrontAuth => "workfront_auth",
 });
 
+contract_enum!(Step {
+    Received => "received",
+    Superseded => "superseded",
+    CancelledByHr => "cancelled_by_hr",
+    CancelRequested => "cancel_requested",
+    Resumed => "resumed",
+    AttemptStarted => "attempt_started",
+    WorkfrontCall => "workfront_call",
+    Searched => "searched",
+    Matched => "matched",
+    NotFound => "not_found",
+    AmbiguousMatch => "ambiguous_match",
+    UserGone => "user_gone",
+    SafetyPassed => "safety_passed",
+    SafetyHold => "safety_hold",
+    StateChecked => "state_checked",
+    DryRun => "dry_run",
+    BrakeChecked => "brake_checked",
+    Written => "written",
+    RetryScheduled => "retry_scheduled",
+    RetriesExhausted => "retries_exhausted",
+    WorkfrontAuth => "workfront_auth",
+    Rejected => "rejected",
+    Finished => "finished",
+    OperatorApproved => "operator_approved",
+    OperatorRetry => "operator_retry",
+    OperatorCancelled => "operator_cancelled",
+    BrakeReleased => "brake_released",
+});
+
 impl ActionKind {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -296,6 +327,9 @@ mod tests {
         }
         for r in Reason::ALL {
             assert_eq!(r.as_str().parse::<Reason>().unwrap(), *r);
+        }
+        for st in Step::ALL {
+            assert_eq!(st.as_str().parse::<Step>().unwrap(), *st);
         }
         assert!("done".parse::<Status>().unwrap_err().contains("scheduled"));
     }

@@ -213,7 +213,7 @@ pub async fn create(State(app): State<AppState>, body: Bytes) -> Result<Response
         ));
     };
     let fields = parse_data(&data)?;
-    let now = jiff::Timestamp::now();
+    let now = app.clock.now();
     let event = Event {
         kind: EventType::Terminated,
         sender_type: "admin.manual_deactivation".into(),
@@ -264,8 +264,5 @@ pub fn action_json(a: &ActionRecord) -> ActionView {
 
 /// An action with its events and audit trail.
 pub fn detail_json(d: &ActionDetail) -> ActionView {
-    let mut v = ActionView::of(&d.action);
-    v.events = Some(d.events.clone());
-    v.audit = Some(d.audit.clone());
-    v
+    ActionView::detail(d)
 }

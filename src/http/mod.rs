@@ -34,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Settings;
+use crate::domain::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::worker::Health;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
+    /// The service's one clock (the store holds the same).
+    pub clock: Clock,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::store::{ActionRecord, AuditEntry, EventRecord, WfUserRef};
+use crate::store::{ActionDetail, ActionRecord, AuditRecord, EventRecord, WfUserRef};
 
 /// Every error: `{"error":{"code","message","request_id"}}`.
 #[derive(Serialize, ToSchema)]
@@ -63,6 +63,85 @@ pub struct EmployeeView {
     pub name: Option<String>,
 }
 
+/// A Workfront user as the API shows it (Workfront's field names).
+#[derive(Serialize, ToSchema)]
+pub struct WorkfrontUserView {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(rename = "emailAddr")]
+    pub email: Option<String>,
+}
+
+impl WorkfrontUserView {
+    pub fn of(u: &WfUserRef) -> Self {
+        WorkfrontUserView {
+            id: u.id.clone(),
+            name: u.name.clone(),
+            email: u.email.clone(),
+        }
+    }
+}
+
+/// One step of an action's audit trail.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntry {
+    /// RFC 3339.
+    pub at: String,
+    /// What happened: received, searched, matched, workfront_call, written, finished, ...
+    pub step: String,
+    /// What was decided, sent and answered (secrets excluded).
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+impl AuditEntry {
+    pub fn of(r: &AuditRecord) -> Self {
+        AuditEntry {
+            at: ts(r.at),
+            step: r.step.clone(),
+            detail: r.detail.clone(),
+        }
+    }
+}
+
+/// An event that caused an action.
+#[derive(Serialize, ToSchema)]
+pub struct EventView {
+    pub id: String,
+    pub delivery_id: String,
+    /// `employee.terminated`, `employee.termination_cancelled` or `employee.rehired`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The type as the sender named it.
+    pub sender_type: String,
+    pub employee_id: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub effective_at: Option<String>,
+    /// RFC 3339: the HR time of the fact.
+    pub occurred_at: String,
+    /// RFC 3339: when its delivery was received.
+    pub received_at: String,
+}
+
+impl EventView {
+    pub fn of(e: &EventRecord) -> Self {
+        EventView {
+            id: e.id.clone(),
+            delivery_id: e.delivery_id.clone(),
+            kind: e.kind.clone(),
+            sender_type: e.sender_type.clone(),
+            employee_id: e.employee_id.clone(),
+            email: e.email.clone(),
+            name: e.name.clone(),
+            effective_at: e.effective_at.clone(),
+            occurred_at: ts(e.occurred_at),
+            received_at: ts(e.received_at),
+        }
+    }
+}
+
 /// An action (SPEC §6). `events` and `audit` are present on `GET /admin/v1/actions/{id}` and the
 /// operator endpoints, absent in lists.
 #[derive(Serialize, ToSchema)]
@@ -80,12 +159,12 @@ pub struct ActionView {
     pub done_at: Option<String>,
     pub source: String,
     pub employee: EmployeeView,
-    pub workfront_user: Option<WfUserRef>,
-    pub candidates: Vec<WfUserRef>,
+    pub workfront_user: Option<WorkfrontUserView>,
+    pub candidates: Vec<WorkfrontUserView>,
     pub attempts: u32,
     pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub events: Option<Vec<EventRecord>>,
+    pub events: Option<Vec<EventView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<Vec<AuditEntry>>,
 }
@@ -114,13 +193,21 @@ impl ActionView {
                 email: a.email.clone(),
                 name: a.employee_name.clone(),
             },
-            workfront_user: a.user.clone(),
-            candidates: a.candidates.clone(),
+            workfront_user: a.user.as_ref().map(WorkfrontUserView::of),
+            candidates: a.candidates.iter().map(WorkfrontUserView::of).collect(),
             attempts: a.attempts,
             last_error: a.last_error.clone(),
             events: None,
             audit: None,
         }
+    }
+
+    /// With its events and audit trail.
+    pub fn detail(d: &ActionDetail) -> ActionView {
+        let mut v = ActionView::of(&d.action);
+        v.events = Some(d.events.iter().map(EventView::of).collect());
+        v.audit = Some(d.audit.iter().map(AuditEntry::of).collect());
+        v
     }
 }
 

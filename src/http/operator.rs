@@ -12,7 +12,7 @@ use super::admin::{detail_json, ActionId};
 use super::error::current_request_id;
 use super::openapi::{ActionView, BrakeReleased, ErrorBody, OperatorBody, OperatorResponses};
 use super::{ApiError, AppState};
-use crate::domain::{Reason, Status};
+use crate::domain::{Reason, Status, Step};
 use crate::store::{AuditEntry, OpChange, OpError, WfUserRef};
 
 /// The optional body of the operator endpoints.
@@ -36,13 +36,13 @@ fn op_body(body: &Bytes) -> Result<OpBody, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
 }
 
-fn audit(step: &str, body: &OpBody, extra: Value) -> AuditEntry {
+fn audit(app: &AppState, step: Step, body: &OpBody, extra: Value) -> AuditEntry {
     let mut detail =
         json!({"operator": body.operator, "note": body.note, "request_id": current_request_id()});
     if let (Value::Object(d), Value::Object(e)) = (&mut detail, extra) {
         d.extend(e);
     }
-    AuditEntry::now(step, detail)
+    AuditEntry::new(app.clock.now(), step, detail)
 }
 
 async fn apply(
@@ -137,7 +137,8 @@ pub async fn approve(
         }
     };
     let entry = audit(
-        "operator_approved",
+        &app,
+        Step::OperatorApproved,
         &body,
         json!({"previous_reason": action.reason.map(|r| r.as_str()), "workfront_user_id": user.as_ref().map(|u| u.id.clone()),
                "override": body.r#override && user.is_some()}),
@@ -156,7 +157,8 @@ pub async fn retry(
 ) -> Result<Json<ActionView>, ApiError> {
     let body = op_body(&body)?;
     let entry = audit(
-        "operator_retry",
+        &app,
+        Step::OperatorRetry,
         &body,
         json!({"retry_budget": app.settings.retry.max_attempts()}),
     );
@@ -173,7 +175,7 @@ pub async fn cancel(
     body: Bytes,
 ) -> Result<Json<ActionView>, ApiError> {
     let body = op_body(&body)?;
-    let entry = audit("operator_cancelled", &body, json!({}));
+    let entry = audit(&app, Step::OperatorCancelled, &body, json!({}));
     apply(&app, &id, OpChange::Cancel, entry, "cancel").await
 }
 
@@ -198,7 +200,7 @@ pub async fn release_brake(
     }
     let ids = app
         .store
-        .release_brake(audit("brake_released", &body, json!({})))
+        .release_brake(audit(&app, Step::BrakeReleased, &body, json!({})))
         .await?;
     app.wake.notify_one();
     tracing::warn!(released = ids.len(), "operator released the brake");

@@ -76,7 +76,7 @@ async fn handle(
         .get(&source)
         .ok_or_else(|| ApiError::UnknownSource(source.clone()))?;
     let body = body.map_err(|r| body_error(r, app.settings.server.max_body_bytes))?;
-    let now = jiff::Timestamp::now();
+    let now = app.clock.now();
     tracing::info!(source = %source, bytes = body.len(), "delivery received");
 
     let auth = sources::authenticate(src, headers, &body, now).inspect_err(|e| {

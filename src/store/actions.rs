@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::models::*;
-use super::{from_ms, Backend, Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::domain::{ActionKind, Reason, Status};
 
 pub(super) const ACTION_COLS: &str = "id, kind, status, reason, due_at, run_at, created_at, updated_at, source, \
@@ -90,12 +90,9 @@ impl Store {
         update: &Update,
         audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
-        let now = jiff::Timestamp::now().as_millisecond();
+        let now = self.clock.now_ms();
         let mut tx = self.pool.begin().await?;
-        let candidates = update
-            .candidates
-            .as_ref()
-            .map(|c| serde_json::to_string(c).unwrap_or_default());
+        let candidates = update.candidates.as_deref().map(candidates_json);
         let changed = sqlx::query(
             "UPDATE actions SET \
                status = COALESCE($3, status), \
@@ -146,7 +143,7 @@ impl Store {
     /// Gives back every lease `owner` holds, so another worker may take those actions at once
     /// (graceful shutdown). The actions become `pending` again.
     pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
-        let now = jiff::Timestamp::now().as_millisecond();
+        let now = self.clock.now_ms();
         let done = sqlx::query(
             "UPDATE actions SET status = 'pending', lease_owner = NULL, lease_until = NULL, attempts = attempts - 1, \
              updated_at = $2 WHERE lease_owner = $1 AND status = 'in_progress'",
@@ -234,8 +231,8 @@ impl Store {
                 email: r.try_get("email")?,
                 name: r.try_get("name")?,
                 effective_at: r.try_get("effective_at")?,
-                occurred_at: from_ms(r.try_get("occurred_at")?).to_string(),
-                received_at: from_ms(r.try_get("received_at")?).to_string(),
+                occurred_at: r.try_get("occurred_at")?,
+                received_at: r.try_get("received_at")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -247,8 +244,8 @@ impl Store {
                 .iter()
                 .map(|r| {
                     let detail: String = r.try_get("detail")?;
-                    Ok(AuditEntry {
-                        at: from_ms(r.try_get("at")?).to_string(),
+                    Ok(AuditRecord {
+                        at: r.try_get("at")?,
                         step: r.try_get("step")?,
                         detail: serde_json::from_str(&detail)
                             .unwrap_or(serde_json::Value::String(detail)),
@@ -318,6 +315,40 @@ impl Store {
     }
 }
 
+/// The `candidates` column's JSON format (Workfront's own field names, as written since the first
+/// version): private to the store, so the rest of the code sees plain [`WfUserRef`]s.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredUser {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "emailAddr", default)]
+    email: Option<String>,
+}
+
+impl From<StoredUser> for WfUserRef {
+    fn from(u: StoredUser) -> Self {
+        WfUserRef {
+            id: u.id,
+            name: u.name,
+            email: u.email,
+        }
+    }
+}
+
+fn candidates_json(users: &[WfUserRef]) -> String {
+    let stored: Vec<StoredUser> = users
+        .iter()
+        .map(|u| StoredUser {
+            id: u.id.clone(),
+            name: u.name.clone(),
+            email: u.email.clone(),
+        })
+        .collect();
+    serde_json::to_string(&stored).unwrap_or_else(|_| "[]".into())
+}
+
 /// Appends audit entries in one statement (one round trip to the database, however many).
 pub(super) async fn append_audit(
     tx: &mut Transaction<'_, Any>,
@@ -344,13 +375,9 @@ pub(super) async fn append_audit(
     );
     let mut q = sqlx::query(&sql);
     for e in entries {
-        let at =
-            e.at.parse::<jiff::Timestamp>()
-                .map(|t| t.as_millisecond())
-                .unwrap_or_else(|_| jiff::Timestamp::now().as_millisecond());
         q = q
             .bind(action_id)
-            .bind(at)
+            .bind(e.at)
             .bind(e.step.as_str())
             .bind(e.detail.to_string());
     }
@@ -393,7 +420,8 @@ pub(super) fn action_from_row(r: &AnyRow) -> Result<ActionRecord, StoreError> {
             })
             .transpose()?,
         candidates: candidates
-            .and_then(|c| serde_json::from_str(&c).ok())
+            .and_then(|c| serde_json::from_str::<Vec<StoredUser>>(&c).ok())
+            .map(|c| c.into_iter().map(WfUserRef::from).collect())
             .unwrap_or_default(),
         attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
         write_sent: r.try_get::<i64, _>("write_sent")? != 0,

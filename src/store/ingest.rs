@@ -18,9 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::actions::append_audit;
 use super::models::{AuditEntry, Ended, Ingested, NewDelivery, NewEvent};
-use super::{Backend, Store, StoreError};
+use super::{from_ms, Backend, Store, StoreError};
 use crate::domain::lifecycle::{self, History, LastDeactivation, OpenAction, Plan, Switches};
-use crate::domain::{new_id, ActionKind, Status};
+use crate::domain::{new_id, ActionKind, Status, Step};
 
 /// "The same employee": the employee id, or the email ignoring case ($1, $2; NULL matches nothing).
 const SAME_EMPLOYEE: &str = "(employee_id = $1 OR email_lc = $2)";
@@ -347,14 +347,14 @@ async fn apply(
             &plan.supersede,
             "skipped",
             "superseded",
-            "superseded",
+            Step::Superseded,
             "superseded_by_event",
         ),
         (
             &plan.cancel,
             "cancelled",
             "termination_cancelled",
-            "cancelled_by_hr",
+            Step::CancelledByHr,
             "cancelled_by_event",
         ),
     ];
@@ -380,7 +380,8 @@ async fn apply(
                 append_audit(
                     tx,
                     id,
-                    &[AuditEntry::now(
+                    &[AuditEntry::new(
+                        from_ms(now),
                         step,
                         json!({ key: ev.id, "delivery_id": d.id, "type": ev.kind.as_str() }),
                     )],
@@ -399,8 +400,9 @@ async fn apply(
         append_audit(
             tx,
             id,
-            &[AuditEntry::now(
-                "cancel_requested",
+            &[AuditEntry::new(
+                from_ms(now),
+                Step::CancelRequested,
                 json!({ "cancelled_by_event": ev.id, "delivery_id": d.id }),
             )],
         )
@@ -451,10 +453,11 @@ async fn apply(
     if let Some(note) = &create.note {
         detail["note"] = json!(note);
     }
-    let mut entries = vec![AuditEntry::now("received", detail)];
+    let mut entries = vec![AuditEntry::new(from_ms(now), Step::Received, detail)];
     if terminal {
-        entries.push(AuditEntry::now(
-            "finished",
+        entries.push(AuditEntry::new(
+            from_ms(now),
+            Step::Finished,
             json!({"status": create.status.as_str(), "reason": create.reason.map(|r| r.as_str())}),
         ));
     }
@@ -485,7 +488,9 @@ mod tests {
     async fn a_delivery_the_database_refuses_fails_alone_in_its_group_commit() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::connect(&url.into()).await.unwrap();
+        let store = Store::connect(&url.into(), crate::domain::clock::Clock::system())
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         let sw = Switches {
             reactivate_on_rehire: false,

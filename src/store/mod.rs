@@ -23,10 +23,12 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
+use crate::domain::clock::Clock;
+
 pub use actions::{ActionFilter, Update};
 pub use models::{
-    ActionDetail, ActionRecord, AuditEntry, Ended, EventRecord, Ingested, NewDelivery, NewEvent,
-    WfUserRef,
+    ActionDetail, ActionRecord, AuditEntry, AuditRecord, Ended, EventRecord, Ingested, NewDelivery,
+    NewEvent, WfUserRef,
 };
 pub use operator::{Brake, Gate, OpChange, OpError};
 
@@ -103,6 +105,8 @@ impl From<sqlx::Error> for StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The service's one clock: every time the store writes or compares comes from it.
+    clock: Clock,
     /// The intake writer (group commit of deliveries).
     intake: tokio::sync::mpsc::Sender<ingest::Job>,
 }
@@ -112,7 +116,7 @@ impl Store {
     /// fsynced before it is acknowledged (`synchronous = FULL`, which also makes every earlier
     /// commit durable); the worker's own bookkeeping is not, because after an OS crash it is
     /// simply redone: the pipeline reads Workfront's state before any write.
-    pub async fn connect(url: &SecretString) -> Result<Store, StoreError> {
+    pub async fn connect(url: &SecretString, clock: Clock) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let raw = url.expose_secret();
         let (backend, url) = if raw.starts_with("sqlite:") {
@@ -155,12 +159,17 @@ impl Store {
         Ok(Store {
             pool,
             backend,
+            clock,
             intake,
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Applies the migrations of this backend.

@@ -1,9 +1,8 @@
 //! Rows as the rest of the service sees them.
 
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::{ActionKind, EventType, Reason, Status};
+use crate::domain::{ActionKind, EventType, Reason, Status, Step};
 
 /// A delivery about to be stored.
 #[derive(Debug, Clone)]
@@ -56,35 +55,42 @@ pub enum Ingested {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+/// The Workfront user an action is about (or a candidate of an ambiguous match).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WfUserRef {
-    #[serde(rename = "ID")]
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(rename = "emailAddr", default)]
     pub email: Option<String>,
 }
 
-/// One step in an action's audit trail.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// One step to append to an action's audit trail.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
-    /// RFC 3339.
-    pub at: String,
-    pub step: String,
+    /// Milliseconds since the epoch.
+    pub at: i64,
+    pub step: Step,
     /// What was decided, sent and answered (secrets excluded).
-    #[schema(value_type = Object)]
     pub detail: Value,
 }
 
 impl AuditEntry {
-    pub fn now(step: &str, detail: Value) -> Self {
+    pub fn new(at: jiff::Timestamp, step: Step, detail: Value) -> Self {
         AuditEntry {
-            at: jiff::Timestamp::now().to_string(),
-            step: step.to_string(),
+            at: at.as_millisecond(),
+            step,
             detail,
         }
     }
+}
+
+/// One step of an audit trail as stored (older versions may have written steps this version does
+/// not name, so the step is kept as text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Milliseconds since the epoch.
+    pub at: i64,
+    pub step: String,
+    pub detail: Value,
 }
 
 /// An action as stored.
@@ -117,19 +123,20 @@ pub struct ActionRecord {
     pub delivery_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// An event as stored.
+#[derive(Debug, Clone)]
 pub struct EventRecord {
     pub id: String,
     pub delivery_id: String,
-    #[serde(rename = "type")]
     pub kind: String,
     pub sender_type: String,
     pub employee_id: Option<String>,
     pub email: Option<String>,
     pub name: Option<String>,
     pub effective_at: Option<String>,
-    pub occurred_at: String,
-    pub received_at: String,
+    /// Milliseconds since the epoch.
+    pub occurred_at: i64,
+    pub received_at: i64,
 }
 
 /// An action with its events and audit trail.
@@ -137,5 +144,5 @@ pub struct EventRecord {
 pub struct ActionDetail {
     pub action: ActionRecord,
     pub events: Vec<EventRecord>,
-    pub audit: Vec<AuditEntry>,
+    pub audit: Vec<AuditRecord>,
 }

@@ -12,7 +12,7 @@ use super::actions::{action_from_row, append_audit, Update, ACTION_COLS};
 use super::models::{ActionRecord, AuditEntry, WfUserRef};
 use super::{Backend, Store, StoreError};
 use crate::domain::brake::{self, BrakeDecision, BrakeLimit};
-use crate::domain::{ActionKind, Reason, Status};
+use crate::domain::{ActionKind, Reason, Status, Step};
 
 /// An arbitrary, fixed key for the brake's advisory lock.
 const BRAKE_LOCK: i64 = 0x0ff_b0a2d;
@@ -104,7 +104,7 @@ impl Store {
         audit: &[AuditEntry],
         brake: Option<Brake>,
     ) -> Result<Gate, StoreError> {
-        let now = jiff::Timestamp::now().as_millisecond();
+        let now = self.clock.now_ms();
         let window_ms = brake.map(|b| b.limit.window_ms).unwrap_or(0);
         let kind = brake.map(|b| b.kind).unwrap_or(ActionKind::Deactivate);
         let mut tx = self.pool.begin().await?;
@@ -155,7 +155,7 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(Gate::LeaseLost);
             }
-            entries.push(AuditEntry::now("finished", serde_json::json!({"status": "cancelled", "reason": "termination_cancelled", "write_sent": false})));
+            entries.push(AuditEntry::new(self.clock.now(), Step::Finished, serde_json::json!({"status": "cancelled", "reason": "termination_cancelled", "write_sent": false})));
             append_audit(&mut tx, id, &entries).await?;
             tx.commit().await?;
             return Ok(Gate::Cancelled);
@@ -188,13 +188,15 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            entries.push(AuditEntry::now(
-                "safety_hold",
+            entries.push(AuditEntry::new(
+                self.clock.now(),
+                Step::SafetyHold,
                 serde_json::json!({"reason": "rate_brake", "kind": b.kind.as_str(), "writes_in_window": recent,
                     "brake_max": b.limit.max, "brake_window_ms": b.limit.window_ms, "brake_newly_engaged": newly_engaged}),
             ));
-            entries.push(AuditEntry::now(
-                "finished",
+            entries.push(AuditEntry::new(
+                self.clock.now(),
+                Step::Finished,
                 serde_json::json!({"status": "held", "reason": "rate_brake"}),
             ));
             append_audit(&mut tx, id, &entries).await?;
@@ -230,8 +232,9 @@ impl Store {
             return Ok(Gate::LeaseLost);
         }
         if brake.is_some() {
-            entries.push(AuditEntry::now(
-                "brake_checked",
+            entries.push(AuditEntry::new(
+                self.clock.now(),
+                Step::BrakeChecked,
                 serde_json::json!({"kind": kind.as_str(), "writes_in_window": recent}),
             ));
         }
@@ -247,7 +250,7 @@ impl Store {
         change: &OpChange,
         audit: AuditEntry,
     ) -> Result<ActionRecord, OpError> {
-        let now = jiff::Timestamp::now().as_millisecond();
+        let now = self.clock.now_ms();
         let mut tx = self.pool.begin().await?;
         let sql = format!("SELECT {ACTION_COLS} FROM actions WHERE id = $1");
         let row = sqlx::query(&sql)
@@ -298,7 +301,7 @@ impl Store {
 
     /// Approves every action held by the brake and disengages it; returns their ids.
     pub async fn release_brake(&self, audit: AuditEntry) -> Result<Vec<String>, StoreError> {
-        let now = jiff::Timestamp::now().as_millisecond();
+        let now = self.clock.now_ms();
         let mut tx = self.pool.begin().await?;
         let ids: Vec<String> = sqlx::query(
             "UPDATE actions SET status = 'pending', reason = NULL, approved = 1, run_at = $1, updated_at = $1 \

@@ -125,7 +125,7 @@ impl Worker {
             let free = slots.available_permits();
             let mut claimed_all = false;
             if free > 0 {
-                let now = jiff::Timestamp::now().as_millisecond();
+                let now = self.ctx.store.clock().now_ms();
                 match self
                     .ctx
                     .store
@@ -203,7 +203,7 @@ impl Worker {
     async fn until_next(&self, poll: Duration) -> Duration {
         match self.ctx.store.next_run_at().await {
             Ok(Some(t)) => {
-                let now = jiff::Timestamp::now().as_millisecond();
+                let now = self.ctx.store.clock().now_ms();
                 Duration::from_millis((t - now).clamp(0, poll.as_millis() as i64) as u64)
             }
             _ => poll,
@@ -228,7 +228,7 @@ async fn heartbeat(ctx: Arc<Ctx>, working: Working, stop: CancellationToken) {
         if ids.is_empty() {
             continue;
         }
-        let until = jiff::Timestamp::now().as_millisecond() + lease.as_millis() as i64;
+        let until = ctx.store.clock().now_ms() + lease.as_millis() as i64;
         match ctx.store.renew_leases(&ctx.owner, &ids, until).await {
             Ok(n) => tracing::debug!(renewed = n, "leases renewed"),
             Err(e) => {

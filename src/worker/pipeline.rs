@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::Ctx;
 use crate::config::Identifier;
 use crate::domain::brake::BrakeLimit;
-use crate::domain::{ActionKind, Reason, Status};
+use crate::domain::{ActionKind, Reason, Status, Step};
 use crate::safety::{self, Decision};
 use crate::store::{ActionRecord, AuditEntry, Brake, Gate, Update, WfUserRef};
 use crate::workfront::{Call, Exchange, Failure, FailureClass, User};
@@ -37,12 +37,12 @@ pub(crate) async fn process(ctx: &Ctx, action: ActionRecord) {
     };
     if let Some(prev) = run.action.prev_owner.clone() {
         run.step(
-            "resumed",
+            Step::Resumed,
             json!({ "previous_worker": prev, "write_may_have_been_sent": run.action.write_sent }),
         );
     }
     run.step(
-        "attempt_started",
+        Step::AttemptStarted,
         json!({ "attempt": run.action.attempts, "worker": ctx.owner }),
     );
     if let Err(e) = run.execute().await {
@@ -52,9 +52,10 @@ pub(crate) async fn process(ctx: &Ctx, action: ActionRecord) {
 }
 
 impl Attempt<'_> {
-    fn step(&mut self, step: &str, detail: Value) {
-        tracing::info!(step, detail = %self.loggable(&detail), "action step");
-        self.audit.push(AuditEntry::now(step, detail));
+    fn step(&mut self, step: Step, detail: Value) {
+        tracing::info!(step = step.as_str(), detail = %self.loggable(&detail), "action step");
+        self.audit
+            .push(AuditEntry::new(self.ctx.store.clock().now(), step, detail));
     }
 
     /// The detail as logged: emails masked unless `log.pii`.
@@ -67,7 +68,7 @@ impl Attempt<'_> {
     }
 
     fn exchange(&mut self, ex: &Exchange) {
-        self.step("workfront_call", ex.to_json());
+        self.step(Step::WorkfrontCall, ex.to_json());
     }
 
     async fn execute(&mut self) -> Result<(), crate::store::StoreError> {
@@ -78,7 +79,7 @@ impl Attempt<'_> {
             match self.take(call) {
                 Ok(u) => u,
                 Err(Failure::NotFound) => {
-                    self.step("user_gone", json!({ "ID": known.id }));
+                    self.step(Step::UserGone, json!({ "ID": known.id }));
                     return self.finish(Status::Skipped, Reason::NotFound, None).await;
                 }
                 Err(f) => return self.fail(f).await,
@@ -87,12 +88,13 @@ impl Attempt<'_> {
             match self.find().await {
                 Ok(Match::One(u)) => u,
                 Ok(Match::NoOne) => {
-                    self.step("not_found", json!({ "searched": self.identifiers() }));
+                    self.step(Step::NotFound, json!({ "searched": self.identifiers() }));
                     return self.finish(Status::Skipped, Reason::NotFound, None).await;
                 }
                 Ok(Match::Ambiguous(users)) => {
                     let candidates: Vec<WfUserRef> = users.iter().map(user_ref).collect();
-                    self.step("ambiguous_match", json!({ "candidates": candidates }));
+                    let shown: Vec<Value> = users.iter().map(user_json).collect();
+                    self.step(Step::AmbiguousMatch, json!({ "candidates": shown }));
                     let update = Update {
                         candidates: Some(candidates),
                         ..Default::default()
@@ -105,7 +107,7 @@ impl Attempt<'_> {
             }
         };
         tracing::Span::current().record("wf_user_id", user.id.as_str());
-        self.step("matched", json!({ "workfront_user": user_json(&user) }));
+        self.step(Step::Matched, json!({ "workfront_user": user_json(&user) }));
         let matched = Update {
             user: Some(user_ref(&user)),
             ..Default::default()
@@ -115,12 +117,12 @@ impl Attempt<'_> {
         let settings = &self.ctx.settings;
         match safety::decide(&settings.safety, kind, &user, self.action.approved) {
             Decision::Proceed => self.step(
-                "safety_passed",
+                Step::SafetyPassed,
                 json!({ "dry_run": settings.safety.dry_run }),
             ),
             Decision::Hold(reason, why) => {
                 self.step(
-                    "safety_hold",
+                    Step::SafetyHold,
                     json!({ "reason": reason.as_str(), "why": why }),
                 );
                 return self.finish(Status::Held, reason, Some(matched)).await;
@@ -137,11 +139,11 @@ impl Attempt<'_> {
                 (false, false) => Reason::AlreadyInactive,
                 (false, true) => Reason::AlreadyActive,
             };
-            self.step("state_checked", json!({ "isActive": user.is_active, "write_needed": false, "earlier_write_landed": self.action.write_sent }));
+            self.step(Step::StateChecked, json!({ "isActive": user.is_active, "write_needed": false, "earlier_write_landed": self.action.write_sent }));
             return self.finish(Status::Succeeded, reason, Some(matched)).await;
         }
         if settings.safety.dry_run {
-            self.step("dry_run", json!({ "would_set": { "isActive": want_active }, "workfront_user": user_json(&user) }));
+            self.step(Step::DryRun, json!({ "would_set": { "isActive": want_active }, "workfront_user": user_json(&user) }));
             return self
                 .finish(Status::Skipped, Reason::DryRun, Some(matched))
                 .await;
@@ -218,11 +220,10 @@ impl Attempt<'_> {
             .await;
         match self.take(call) {
             Ok(after) => {
-                let lag =
-                    (jiff::Timestamp::now().as_millisecond() - self.action.due_at) as f64 / 1000.0;
+                let lag = (self.ctx.store.clock().now_ms() - self.action.due_at) as f64 / 1000.0;
                 self.ctx.metrics.effective_to_done(lag);
                 self.step(
-                    "written",
+                    Step::Written,
                     json!({ "isActive": after.is_active, "verified": true }),
                 );
                 let reason = if want_active {
@@ -273,7 +274,7 @@ impl Attempt<'_> {
             };
             let call = self.ctx.client.search_users(&field, &value, modifier).await;
             let users = self.take(call)?;
-            self.step("searched", json!({ "identifier": ident.as_str(), "field": field, "found": users.iter().map(|u| u.id.clone()).collect::<Vec<_>>() }));
+            self.step(Step::Searched, json!({ "identifier": ident.as_str(), "field": field, "found": users.iter().map(|u| u.id.clone()).collect::<Vec<_>>() }));
             ambiguous |= users.len() > 1;
             for u in users {
                 if !found.iter().any(|f| f.id == u.id) {
@@ -324,7 +325,7 @@ impl Attempt<'_> {
     }
 
     async fn fail(&mut self, failure: Failure) -> Result<(), crate::store::StoreError> {
-        let now = jiff::Timestamp::now();
+        let now = self.ctx.store.clock().now();
         let attempts = self.action.attempts;
         let message = failure.message();
         match failure.class() {
@@ -337,7 +338,7 @@ impl Attempt<'_> {
                 {
                     Some(delay) => {
                         let next = now.as_millisecond() + delay.as_millis() as i64;
-                        self.step("retry_scheduled", json!({ "attempt": attempts, "error": failure.code(), "message": message,
+                        self.step(Step::RetryScheduled, json!({ "attempt": attempts, "error": failure.code(), "message": message,
                         "next_attempt_at": crate::store::from_ms(next).to_string() }));
                         let update = Update {
                             status: Some(Status::Pending),
@@ -350,7 +351,7 @@ impl Attempt<'_> {
                         self.save(update).await
                     }
                     None => {
-                        self.step("retries_exhausted", json!({ "attempts": attempts, "error": failure.code(), "message": message }));
+                        self.step(Step::RetriesExhausted, json!({ "attempts": attempts, "error": failure.code(), "message": message }));
                         let update = Update {
                             last_error: Some(Some(message)),
                             ..Default::default()
@@ -365,7 +366,7 @@ impl Attempt<'_> {
                 // count the attempt against the retry budget.
                 let next = now.as_millisecond()
                     + self.ctx.settings.worker.auth_probe_interval.as_millis() as i64;
-                self.step("workfront_auth", json!({ "message": message, "next_attempt_at": crate::store::from_ms(next).to_string() }));
+                self.step(Step::WorkfrontAuth, json!({ "message": message, "next_attempt_at": crate::store::from_ms(next).to_string() }));
                 tracing::warn!(
                     "Workfront refused the credentials; the action waits and is retried"
                 );
@@ -382,7 +383,7 @@ impl Attempt<'_> {
             }
             FailureClass::Final => {
                 self.step(
-                    "rejected",
+                    Step::Rejected,
                     json!({ "error": failure.code(), "message": message }),
                 );
                 let update = Update {
@@ -402,7 +403,7 @@ impl Attempt<'_> {
         extra: Option<Update>,
     ) -> Result<(), crate::store::StoreError> {
         self.step(
-            "finished",
+            Step::Finished,
             json!({ "status": status.as_str(), "reason": reason.as_str() }),
         );
         let mut update = extra.unwrap_or_default();

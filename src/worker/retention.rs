@@ -21,7 +21,7 @@ pub async fn run(store: Store, settings: RetentionSettings, cancel: Cancellation
             _ = tokio::time::sleep(wait) => {}
         }
         wait = settings.interval;
-        let now = jiff::Timestamp::now().as_millisecond();
+        let now = store.clock().now_ms();
         match store
             .purge(now, settings.payload_days, settings.audit_days)
             .await

@@ -401,7 +401,7 @@ async fn a_termination_and_its_cancellation_reaching_two_replicas_at_once_resolv
             "data": {"employee_id": format!("RACE-{i}")}})
         .to_string();
         let to_a = a.delivery(term);
-        let to_b = crate::harness::signed_delivery(&a.http, &b_base, "hr", cancel);
+        let to_b = crate::harness::signed_delivery(&a.http, &b_base, "hr", cancel, a.clock.now());
         tasks.spawn(async move {
             let (x, y) = tokio::join!(to_a, to_b);
             assert_eq!(x.status, 202, "{}", x.body);

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use offboard::config::Settings;
+use offboard::domain::clock::Clock;
 use offboard::sim::{RunningSim, Sim, SimConfig};
 use offboard::Application;
 use reqwest::StatusCode;
@@ -31,6 +32,8 @@ pub struct TestApp {
     pub sim: RunningSim,
     pub http: reqwest::Client,
     pub settings: Settings,
+    /// The clock of the app and its replicas: move it with [`TestApp::advance`].
+    pub clock: Clock,
     _dir: tempfile::TempDir,
 }
 
@@ -168,7 +171,8 @@ password = "pw-1"
     let settings = Settings::from_toml_layers(&[&base_overlay, &opts.overlay])
         .expect("test settings are valid");
     offboard::telemetry::init(&settings.log);
-    let app = Application::build(settings.clone())
+    let clock = Clock::manual();
+    let app = Application::build_with_clock(settings.clone(), clock.clone())
         .await
         .expect("the app starts");
     let base = format!("http://{}", app.addr());
@@ -178,6 +182,7 @@ password = "pw-1"
         sim,
         http: reqwest::Client::new(),
         settings,
+        clock,
         _dir: dir,
     }
 }
@@ -214,12 +219,13 @@ pub fn signed_delivery(
     base: &str,
     source: &str,
     body: String,
+    now: jiff::Timestamp,
 ) -> impl std::future::Future<Output = Answer> + Send + 'static {
     let http = http.clone();
     let url = format!("{base}/webhooks/{source}");
     async move {
         let id = format!("msg_{}", uuid_like());
-        let headers = signed_headers(SECRET, &id, jiff::Timestamp::now().as_second(), &body);
+        let headers = signed_headers(SECRET, &id, now.as_second(), &body);
         let mut req = http.post(url).body(body);
         for (k, v) in headers {
             req = req.header(k, v);
@@ -242,7 +248,7 @@ impl TestApp {
     /// POSTs `body` to `/webhooks/hr`, signed now with a fresh webhook id.
     pub async fn post_delivery(&self, body: &str) -> Answer {
         let id = format!("msg_{}", uuid_like());
-        self.post_signed(&id, jiff::Timestamp::now().as_second(), body)
+        self.post_signed(&id, self.clock.now().as_second(), body)
             .await
     }
 
@@ -251,7 +257,7 @@ impl TestApp {
         &self,
         body: String,
     ) -> impl std::future::Future<Output = Answer> + Send + 'static {
-        signed_delivery(&self.http, &self.base, "hr", body)
+        signed_delivery(&self.http, &self.base, "hr", body, self.clock.now())
     }
 
     pub async fn post_signed(&self, id: &str, ts: i64, body: &str) -> Answer {
@@ -354,9 +360,14 @@ impl TestApp {
 
     /// Another replica on the same database and simulator (its own port and worker).
     pub async fn replica(&self) -> Application {
-        Application::build(self.settings.clone())
+        Application::build_with_clock(self.settings.clone(), self.clock.clone())
             .await
             .expect("the replica starts")
+    }
+
+    /// Moves the service's clock forward (instead of waiting for time to pass).
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
     }
 
     /// Stops the app as a crash would: no clean-up, leases left behind.
@@ -369,7 +380,7 @@ impl TestApp {
         if let Some(app) = self.app.take() {
             app.stop().await;
         }
-        let app = Application::build(self.settings.clone())
+        let app = Application::build_with_clock(self.settings.clone(), self.clock.clone())
             .await
             .expect("the app restarts");
         self.base = format!("http://{}", app.addr());

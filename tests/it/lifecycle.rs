@@ -44,19 +44,12 @@ async fn act(
     )
 }
 
-/// Waits until the wall clock is past `t`.
-async fn wait_until(t: jiff::Timestamp) {
-    while jiff::Timestamp::now() <= t {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_future_termination_is_scheduled_and_executed_when_due() {
     let app = spawn_app().await;
-    let now = jiff::Timestamp::now();
+    let now = app.clock.now();
     // Stored to the millisecond.
-    let due = jiff::Timestamp::from_millisecond((now + secs(2)).as_millisecond()).unwrap();
+    let due = jiff::Timestamp::from_millisecond((now + secs(3600)).as_millisecond()).unwrap();
     let id = act(
         &app,
         "employee.terminated",
@@ -75,17 +68,22 @@ async fn a_future_termination_is_scheduled_and_executed_when_due() {
             .unwrap(),
         due
     );
-    assert_eq!(app.puts(), 0);
-    app.wait_for_status(&id, "succeeded").await;
-    let put = app
-        .sim
-        .sim
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "PUT")
-        .unwrap();
-    let written: jiff::Timestamp = put.at.parse().unwrap();
-    assert!(written >= due, "written at {written}, due at {due}");
+    // A sentinel due now is worked while ours waits: nothing is written before the due time.
+    let sentinel = app.terminate(Some("E-1042"), None).await;
+    app.wait_for_status(&sentinel, "succeeded").await;
+    assert_eq!(app.puts(), 1, "only the sentinel's write");
+    assert_eq!(app.admin_get_action(&id).await["status"], "scheduled");
+    assert_eq!(app.is_active(JOHN), Some(true));
+    app.advance(Duration::from_secs(3600));
+    let done = app.wait_for_status(&id, "succeeded").await;
+    let written = done["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["step"] == "written")
+        .expect("a written step");
+    let at: jiff::Timestamp = written["at"].as_str().unwrap().parse().unwrap();
+    assert!(at >= due, "written at {at}, due at {due}");
 }
 
 #[tokio::test]
@@ -111,8 +109,8 @@ async fn a_date_only_effective_date_is_read_in_the_configured_zone() {
 #[tokio::test]
 async fn an_action_whose_due_time_passed_while_the_service_was_down_runs_after_restart() {
     let mut app = spawn_app().await;
-    let now = jiff::Timestamp::now();
-    let due = now + secs(1);
+    let now = app.clock.now();
+    let due = now + secs(3600);
     let id = act(
         &app,
         "employee.terminated",
@@ -122,7 +120,7 @@ async fn an_action_whose_due_time_passed_while_the_service_was_down_runs_after_r
     )
     .await;
     app.app.take().unwrap().stop().await;
-    wait_until(due + secs(1)).await;
+    app.advance(Duration::from_secs(3601));
     assert_eq!(app.puts(), 0, "nothing ran while down");
     app.restart().await;
     app.wait_for_status(&id, "succeeded").await;
