@@ -6,7 +6,6 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use crate::sources::SourceError;
 use crate::store::StoreError;
@@ -150,7 +149,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code(), "message": self.message(), "request_id": current_request_id()}});
+        let body = super::openapi::ErrorBody {
+            error: super::openapi::ErrorDetail {
+                code: self.code().into(),
+                message: self.message(),
+                request_id: current_request_id(),
+            },
+        };
         (self.status(), Json(body)).into_response()
     }
 }

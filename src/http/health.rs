@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
+use super::openapi::Readiness;
 use super::AppState;
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process answers")))]
@@ -31,20 +32,23 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
             } else {
                 "ready"
             };
-            (
-                StatusCode::OK,
-                Json(json!({"status": status, "database": "ok", "workfront_auth": auth})),
-            )
+            (StatusCode::OK, Json(readiness(status, "ok", auth)))
         }
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(
-                    json!({"status": "unavailable", "database": "unavailable", "workfront_auth": auth}),
-                ),
+                Json(readiness("unavailable", "unavailable", auth)),
             )
         }
+    }
+}
+
+fn readiness(status: &str, database: &str, workfront_auth: &str) -> Readiness {
+    Readiness {
+        status: status.into(),
+        database: database.into(),
+        workfront_auth: workfront_auth.into(),
     }
 }
 

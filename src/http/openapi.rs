@@ -28,11 +28,43 @@ pub struct ErrorDetail {
 pub struct DeliveryAnswer {
     /// `accepted`, `duplicate` or `ignored`.
     pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_id: Option<String>,
     /// Ids of the actions created (accepted only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actions: Option<Vec<String>>,
     /// Why it was ignored (ignored only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl DeliveryAnswer {
+    pub fn accepted(delivery_id: String, actions: Vec<String>) -> Self {
+        DeliveryAnswer {
+            status: "accepted".into(),
+            delivery_id: Some(delivery_id),
+            actions: Some(actions),
+            reason: None,
+        }
+    }
+
+    pub fn duplicate(delivery_id: String) -> Self {
+        DeliveryAnswer {
+            status: "duplicate".into(),
+            delivery_id: Some(delivery_id),
+            actions: None,
+            reason: None,
+        }
+    }
+
+    pub fn ignored(reason: String) -> Self {
+        DeliveryAnswer {
+            status: "ignored".into(),
+            delivery_id: None,
+            actions: None,
+            reason: Some(reason),
+        }
+    }
 }
 
 /// A delivery of kind `standard` (SPEC §4.1).

@@ -10,9 +10,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use super::error::current_request_id;
+use super::openapi::DeliveryAnswer;
 use super::{ApiError, AppState};
 use crate::intake::{self, Incoming};
 use crate::sources::{self, Parsed};
@@ -68,7 +68,7 @@ async fn handle(
     source: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, serde_json::Value, &'static str), ApiError> {
+) -> Result<(StatusCode, DeliveryAnswer, &'static str), ApiError> {
     let source = source.to_string();
     let src = app
         .settings
@@ -89,11 +89,7 @@ async fn handle(
     })? {
         Parsed::Ignored(reason) => {
             tracing::info!(source = %source, reason = %reason, "delivery ignored");
-            return Ok((
-                StatusCode::OK,
-                json!({"status": "ignored", "reason": reason}),
-                "ignored",
-            ));
+            return Ok((StatusCode::OK, DeliveryAnswer::ignored(reason), "ignored"));
         }
         Parsed::Events(events) => events,
     };
@@ -122,7 +118,7 @@ async fn handle(
             app.wake.notify_one();
             Ok((
                 StatusCode::ACCEPTED,
-                json!({"status": "accepted", "delivery_id": delivery_id, "actions": action_ids}),
+                DeliveryAnswer::accepted(delivery_id, action_ids),
                 "accepted",
             ))
         }
@@ -130,7 +126,7 @@ async fn handle(
             tracing::info!(source = %source, delivery_id = %delivery_id, "duplicate delivery; nothing stored");
             Ok((
                 StatusCode::OK,
-                json!({"status": "duplicate", "delivery_id": delivery_id}),
+                DeliveryAnswer::duplicate(delivery_id),
                 "duplicate",
             ))
         }

@@ -292,8 +292,11 @@ async fn history(
         open.push(OpenAction {
             id: r.try_get("id")?,
             source: r.try_get("source")?,
-            kind: ActionKind::parse(&kind).unwrap_or(ActionKind::Deactivate),
-            status: status.parse().unwrap_or(Status::Pending),
+            kind: ActionKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("stored kind {kind:?}")))?,
+            status: status
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("stored status {status:?}")))?,
             write_sent: r.try_get::<i64, _>("write_sent")? != 0,
             user_id: r.try_get("wf_user_id")?,
         });
@@ -314,7 +317,9 @@ async fn history(
             Some(LastDeactivation {
                 id: r.try_get("id")?,
                 source: r.try_get("source")?,
-                status: status.parse().unwrap_or(Status::Pending),
+                status: status
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("stored status {status:?}")))?,
                 reason: reason.and_then(|x| x.parse().ok()),
                 write_sent: r.try_get::<i64, _>("write_sent")? != 0,
                 user_id: r.try_get("wf_user_id")?,
