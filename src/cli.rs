@@ -4,12 +4,10 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use base64::Engine;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use crate::config::{Settings, SourceAuth, WorkfrontAuth};
-use crate::sources::signature;
+use crate::config::{Settings, WorkfrontAuth};
 use crate::store::Store;
 
 /// Exit code for an invalid configuration.
@@ -35,13 +33,8 @@ pub fn effective(s: &Settings) -> Value {
         .sources
         .iter()
         .map(|(name, src)| {
-            let auth = match &src.auth {
-                SourceAuth::Signature { keys } => json!({"auth": "signature", "secrets": vec!["[redacted]"; keys.len()]}),
-                SourceAuth::Bearer { .. } => json!({"auth": "bearer", "token": "[redacted]"}),
-                SourceAuth::Basic { username, .. } => json!({"auth": "basic", "username": username, "password": "[redacted]"}),
-            };
-            let mut v = json!({"kind": src.kind.as_str(), "tolerance": fmt_duration(src.tolerance), "url_path": format!("/webhooks/{name}")});
-            merge(&mut v, auth);
+            let mut v = src.describe();
+            merge(&mut v, json!({"url_path": format!("/webhooks/{name}")}));
             (name.clone(), v)
         })
         .collect();
@@ -201,32 +194,7 @@ pub fn sign_headers(
             }
         )
     })?;
-    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
-    match &src.auth {
-        SourceAuth::Signature { keys } => {
-            let id = crate::domain::new_id("msg");
-            let ts = now.as_second().to_string();
-            let sig = signature::sign(keys[0].expose_secret(), &id, &ts, body);
-            headers.push(("webhook-id".into(), id));
-            headers.push(("webhook-timestamp".into(), ts));
-            headers.push(("webhook-signature".into(), sig));
-        }
-        SourceAuth::Bearer { token } => headers.push((
-            "Authorization".into(),
-            format!("Bearer {}", token.expose_secret()),
-        )),
-        SourceAuth::Basic { username, password } => {
-            let pair = format!("{username}:{}", password.expose_secret());
-            headers.push((
-                "Authorization".into(),
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                ),
-            ));
-        }
-    }
-    Ok(headers)
+    Ok(src.sign(body, now))
 }
 
 pub fn sign(file: Option<&Path>, source: &str) -> ExitCode {

@@ -22,7 +22,7 @@ mod tests;
 mod validate;
 
 use raw::Raw;
-pub use validate::{decode_whsec, parse_duration};
+pub use validate::{decode_whsec, parse_duration, secret_value};
 
 /// The defaults, documented key by key; embedded so the binary needs no file to start.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -38,7 +38,8 @@ impl fmt::Display for ConfigError {
 }
 impl std::error::Error for ConfigError {}
 
-pub(super) fn bad(key: &str, why: impl fmt::Display) -> ConfigError {
+/// A configuration error about `key`.
+pub fn bad(key: &str, why: impl fmt::Display) -> ConfigError {
     ConfigError(format!("`{key}`: {why}"))
 }
 
@@ -56,7 +57,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub log: LogSettings,
     pub worker: WorkerSettings,
-    pub sources: BTreeMap<String, SourceSettings>,
+    /// Each configured sender, built by [`crate::sources::registry`].
+    pub sources: BTreeMap<String, std::sync::Arc<dyn crate::sources::Source>>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,43 +199,6 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     pub lease: Duration,
     pub auth_probe_interval: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct SourceSettings {
-    pub name: String,
-    pub kind: SourceKind,
-    pub auth: SourceAuth,
-    pub tolerance: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    Standard,
-}
-
-impl SourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Standard => "standard",
-        }
-    }
-}
-
-/// How a source proves a delivery is authentic.
-#[derive(Debug, Clone)]
-pub enum SourceAuth {
-    /// Standard Webhooks HMAC-SHA256; several keys during rotation (decoded `whsec_` secrets).
-    Signature {
-        keys: Vec<SecretKey>,
-    },
-    Bearer {
-        token: SecretString,
-    },
-    Basic {
-        username: String,
-        password: SecretString,
-    },
 }
 
 /// Raw key bytes of a signing secret.

@@ -22,7 +22,8 @@ pub(super) struct Raw {
     pub(super) log: RawLog,
     pub(super) worker: RawWorker,
     #[serde(default)]
-    pub(super) sources: BTreeMap<String, RawSource>,
+    /// Each kind reads its own table (`crate::sources::registry`).
+    pub(super) sources: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -127,20 +128,4 @@ pub(super) struct RawWorker {
     pub(super) poll_interval: String,
     pub(super) lease: String,
     pub(super) auth_probe_interval: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSource {
-    pub(super) kind: String,
-    pub(super) auth: Option<String>,
-    pub(super) secret: Option<SecretString>,
-    pub(super) secret_file: Option<PathBuf>,
-    pub(super) secrets: Option<Vec<SecretString>>,
-    pub(super) token: Option<SecretString>,
-    pub(super) token_file: Option<PathBuf>,
-    pub(super) username: Option<String>,
-    pub(super) password: Option<SecretString>,
-    pub(super) password_file: Option<PathBuf>,
-    pub(super) tolerance: Option<String>,
 }

@@ -27,7 +27,7 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     } else {
         raw.database.url
     };
-    let db_url = secret(inline_url, raw.database.url_file, "database.url")?
+    let db_url = secret_value(inline_url, raw.database.url_file, "database.url")?
         .ok_or_else(|| bad("database.url", "is required"))?;
     {
         let u = db_url.expose_secret();
@@ -127,7 +127,7 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     };
 
     let admin = AdminSettings {
-        token: secret(raw.admin.token, raw.admin.token_file, "admin.token")?,
+        token: secret_value(raw.admin.token, raw.admin.token_file, "admin.token")?,
     };
     let notify = NotifySettings {
         webhook_url: match non_empty(raw.notify.webhook_url) {
@@ -193,7 +193,7 @@ fn validate_workfront(raw: RawWorkfront) -> Result<WorkfrontSettings, ConfigErro
     }
     let auth = match raw.auth.as_str() {
         "api_key" => {
-            let key = secret(raw.api_key, raw.api_key_file, "workfront.api_key")?
+            let key = secret_value(raw.api_key, raw.api_key_file, "workfront.api_key")?
                 .unwrap_or_else(|| SecretString::from(String::new()));
             let in_query = match raw.api_key_in.as_str() {
                 "header" => false,
@@ -234,8 +234,10 @@ fn validate_workfront(raw: RawWorkfront) -> Result<WorkfrontSettings, ConfigErro
 /// Source names that actions of operators and reconciliations carry.
 const RESERVED_SOURCE_NAMES: &[&str] = &[crate::domain::lifecycle::OPERATOR_SOURCE, "reconcile"];
 
-fn validate_source(name: &str, raw: RawSource) -> Result<SourceSettings, ConfigError> {
-    let key = |k: &str| format!("sources.{name}.{k}");
+fn validate_source(
+    name: &str,
+    table: serde_json::Value,
+) -> Result<std::sync::Arc<dyn crate::sources::Source>, ConfigError> {
     let name_ok = !name.is_empty()
         && name
             .chars()
@@ -253,67 +255,7 @@ fn validate_source(name: &str, raw: RawSource) -> Result<SourceSettings, ConfigE
             format!("{name:?} is reserved for actions made by operators; choose another name"),
         ));
     }
-    let kind = match raw.kind.as_str() {
-        "standard" => SourceKind::Standard,
-        other => {
-            return Err(bad(
-                &key("kind"),
-                format!("unsupported kind {other:?}; this version supports: standard"),
-            ))
-        }
-    };
-    let tolerance = match &raw.tolerance {
-        Some(t) => positive_duration(t, &key("tolerance"))?,
-        None => Duration::from_secs(300),
-    };
-    let auth = match raw.auth.as_deref().unwrap_or("signature") {
-        "signature" => {
-            let mut all = Vec::new();
-            if let Some(one) = secret(raw.secret, raw.secret_file, &key("secret"))? {
-                all.push((key("secret"), one));
-            }
-            for (i, s) in raw.secrets.unwrap_or_default().into_iter().enumerate() {
-                if !s.expose_secret().is_empty() {
-                    all.push((format!("{}[{i}]", key("secrets")), s));
-                }
-            }
-            if all.is_empty() {
-                return Err(bad(
-                    &key("secret"),
-                    "a signing secret is required (secret, secret_file or secrets)",
-                ));
-            }
-            let keys = all
-                .iter()
-                .map(|(k, s)| decode_whsec(s.expose_secret(), k))
-                .collect::<Result<Vec<_>, _>>()?;
-            SourceAuth::Signature { keys }
-        }
-        "bearer" => SourceAuth::Bearer {
-            token: secret(raw.token, raw.token_file, &key("token"))?
-                .ok_or_else(|| bad(&key("token"), "is required with auth = \"bearer\""))?,
-        },
-        "basic" => SourceAuth::Basic {
-            username: raw
-                .username
-                .filter(|u| !u.is_empty())
-                .ok_or_else(|| bad(&key("username"), "is required with auth = \"basic\""))?,
-            password: secret(raw.password, raw.password_file, &key("password"))?
-                .ok_or_else(|| bad(&key("password"), "is required with auth = \"basic\""))?,
-        },
-        other => {
-            return Err(bad(
-                &key("auth"),
-                format!("unknown value {other:?}; use signature, bearer or basic"),
-            ))
-        }
-    };
-    Ok(SourceSettings {
-        name: name.to_string(),
-        kind,
-        auth,
-        tolerance,
-    })
+    crate::sources::registry::build(name, table)
 }
 
 /// Decodes a Standard Webhooks secret (`whsec_` + base64; the prefix is optional as in the
@@ -334,7 +276,7 @@ pub fn decode_whsec(secret: &str, key: &str) -> Result<SecretKey, ConfigError> {
 
 /// Resolves a secret given inline or as `<key>_file`. Empty counts as unset, so the default
 /// `""` can be overridden by a file; giving both non-empty is ambiguous and refused.
-fn secret(
+pub fn secret_value(
     inline: Option<SecretString>,
     file: Option<PathBuf>,
     key: &str,

@@ -23,8 +23,8 @@ use super::error::current_request_id;
 use super::openapi::{ActionList, ActionView, EmployeeData, ErrorBody};
 use super::{ApiError, AppState};
 use crate::domain::{new_id, Event, EventType, Reason, Status};
+use crate::intake::data::parse_data;
 use crate::intake::{self, Incoming};
-use crate::sources::standard::parse_data;
 use crate::store::{ActionDetail, ActionFilter, ActionRecord, Ingested};
 
 /// The source name recorded for actions created through the admin API.

@@ -102,7 +102,7 @@ async fn request_context(State(timeout): State<Duration>, req: Request, next: Ne
         let mut resp = match tokio::time::timeout(timeout, &mut run).await {
             Ok(resp) => resp,
             Err(_) if handed.load(Ordering::SeqCst) => {
-                tracing::warn!("request deadline passed while storing; waiting for the outcome");
+                tracing::info!("request deadline passed while storing; waiting for the outcome");
                 run.await
             }
             Err(_) => ApiError::Timeout.into_response(),

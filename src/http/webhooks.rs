@@ -15,7 +15,7 @@ use super::error::current_request_id;
 use super::openapi::DeliveryAnswer;
 use super::{ApiError, AppState};
 use crate::intake::{self, Incoming};
-use crate::sources::{self, Parsed};
+use crate::sources::{self, Outcome};
 use crate::store::Ingested;
 
 #[utoipa::path(post, path = "/webhooks/{source}", tag = "webhooks",
@@ -41,10 +41,11 @@ use crate::store::Ingested;
 pub async fn receive(
     State(app): State<AppState>,
     Path(source): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let answer = handle(&app, &source, &headers, body).await;
+    let answer = handle(&app, &source, &headers, uri.query(), body).await;
     // The source label is a configured name, never free text from the request.
     let label = if app.settings.sources.contains_key(&source) {
         source.as_str()
@@ -67,35 +68,47 @@ async fn handle(
     app: &AppState,
     source: &str,
     headers: &HeaderMap,
+    query: Option<&str>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, DeliveryAnswer, &'static str), ApiError> {
-    let source = source.to_string();
     let src = app
         .settings
         .sources
-        .get(&source)
-        .ok_or_else(|| ApiError::UnknownSource(source.clone()))?;
+        .get(source)
+        .ok_or_else(|| ApiError::UnknownSource(source.to_string()))?;
     let body = body.map_err(|r| body_error(r, app.settings.server.max_body_bytes))?;
     let now = app.clock.now();
-    tracing::info!(source = %source, bytes = body.len(), "delivery received");
-
-    let auth = sources::authenticate(src, headers, &body, now).inspect_err(|e| {
-        tracing::warn!(source = %source, error = ?e, "delivery refused: authentication");
+    tracing::info!(source = %source, kind = src.kind(), bytes = body.len(), "delivery received");
+    let req = sources::Request {
+        headers,
+        query,
+        body: &body,
+        now,
+        timezone: &app.settings.lifecycle.timezone,
+    };
+    let outcome = src.receive(&req).inspect_err(|e| {
+        let stage = if e.is_authentication() {
+            "authentication"
+        } else {
+            "content"
+        };
+        tracing::warn!(source = %source, stage, error = ?e, "delivery refused");
     })?;
-    tracing::info!(source = %source, delivery_key = auth.delivery_id.as_deref().unwrap_or("-"), "delivery authenticated");
-    sources::check_content_type(src.kind, headers)?;
-    let events = match sources::parse(src.kind, &body, now).inspect_err(|e| {
-        tracing::warn!(source = %source, error = ?e, "delivery refused: content");
-    })? {
-        Parsed::Ignored(reason) => {
+    let (events, dedupe_key) = match outcome {
+        Outcome::Handshake(what) => {
+            tracing::info!(source = %source, what = %what, "vendor handshake answered");
+            return Ok((StatusCode::OK, DeliveryAnswer::ignored(what), "ignored"));
+        }
+        Outcome::Ignored(reason) => {
             tracing::info!(source = %source, reason = %reason, "delivery ignored");
             return Ok((StatusCode::OK, DeliveryAnswer::ignored(reason), "ignored"));
         }
-        Parsed::Events(events) => events,
+        Outcome::Events { events, dedupe_key } => (events, dedupe_key),
     };
+    tracing::info!(source = %source, events = events.len(), "delivery authenticated and parsed");
     let incoming = Incoming {
-        source: &source,
-        dedupe_key: sources::dedupe_key(&auth, &body),
+        source,
+        dedupe_key,
         content_type: headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())

@@ -5,6 +5,8 @@
 //! hostile-input rules of SPEC §4 ([`crate::domain::check_event`]); what each event then does to
 //! the employee's actions is decided by [`crate::domain::lifecycle`] inside that transaction.
 
+pub mod data;
+
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
