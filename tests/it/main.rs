@@ -10,4 +10,5 @@ mod openapi;
 mod operator;
 mod pipeline;
 mod processes;
+mod vendors;
 mod webhooks;
