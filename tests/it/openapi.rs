@@ -86,6 +86,37 @@ async fn the_openapi_document_covers_every_endpoint_describes_every_response_and
     .map(String::from)
     .collect();
     assert_eq!(served, expected);
+    // Every kind's authentication headers are described on the webhook endpoint.
+    let webhook = &doc["paths"]["/webhooks/{source}"]["post"];
+    let params: Vec<&str> = webhook["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for header in [
+        "webhook-signature",
+        "Authorization",
+        "X-BambooHR-Signature",
+        "X-BambooHR-Timestamp",
+        "Bob-Signature",
+        "X-Gusto-Signature",
+        "x-deel-signature",
+        "x-factorial-wh-challenge",
+        "ce-specversion",
+    ] {
+        assert!(params.contains(&header), "{header} is not described");
+    }
+    for media in [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "application/cloudevents+json",
+    ] {
+        assert!(
+            webhook["requestBody"]["content"].get(media).is_some(),
+            "{media}"
+        );
+    }
     let mut all = Vec::new();
     refs(&doc, &mut all);
     assert!(!all.is_empty());
