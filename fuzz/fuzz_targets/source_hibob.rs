@@ -1,0 +1,9 @@
+//! Verify-and-parse of kind `hibob` on arbitrary bodies: signed (reaching the parser) and unsigned
+//! (which must never pass). Any panic is a finding.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|body: &[u8]| {
+    offboard::sources::fuzzing::receive("hibob", body);
+});
