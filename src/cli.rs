@@ -48,7 +48,8 @@ pub fn effective(s: &Settings) -> Value {
         "server": {"bind": s.server.bind.to_string(), "max_body_bytes": s.server.max_body_bytes, "request_timeout": fmt_duration(s.server.request_timeout)},
         "database": {"url": s.database.redacted_url()},
         "workfront": workfront,
-        "matching": {"order": s.matching.order.iter().map(|i| i.as_str()).collect::<Vec<_>>(), "employee_id_field": s.matching.employee_id_field},
+        "matching": {"order": s.matching.order.iter().map(|i| i.as_str()).collect::<Vec<_>>(), "employee_id_field": s.matching.employee_id_field,
+            "email_mod": s.matching.email_mod},
         "retry": {"schedule": s.retry.schedule().iter().map(|d| fmt_duration(*d)).collect::<Vec<_>>(), "max_attempts": s.retry.max_attempts()},
         "lifecycle": {"timezone": s.lifecycle.timezone_name, "date_only_means": s.lifecycle.date_only_means.as_str(),
             "reactivate_on_rehire": s.lifecycle.reactivate_on_rehire, "reactivate_on_cancel": s.lifecycle.reactivate_on_cancel,
@@ -115,6 +116,29 @@ pub async fn check_config(file: Option<&Path>, connect: bool) -> ExitCode {
                 "configuration is valid; Workfront answered {} in {} ms",
                 call.exchange.request, call.exchange.millis
             );
+            // The exact searches the worker sends, so a tenant that refuses a modifier or a
+            // field is caught now rather than at the first termination.
+            let m = &settings.matching;
+            let searches = [
+                (
+                    "emailAddr",
+                    "offboard-probe@example.invalid",
+                    m.email_mod.as_str(),
+                ),
+                (m.employee_id_field.as_str(), "offboard-probe", "eq"),
+            ];
+            for (field, value, modifier) in searches {
+                let call = client.search_users(field, value, modifier).await;
+                if let Err(f) = call.result {
+                    eprintln!(
+                        "configuration is valid, but Workfront refuses the search the worker will send ({}): {}",
+                        call.exchange.request,
+                        f.message()
+                    );
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+                eprintln!("Workfront accepts {}", call.exchange.request);
+            }
             ExitCode::SUCCESS
         }
         Err(f) => {

@@ -132,6 +132,8 @@ impl Identifier {
 pub struct MatchingSettings {
     pub order: Vec<Identifier>,
     pub employee_id_field: String,
+    /// The search modifier for `emailAddr`: `cieq` (case-insensitive) or `eq`.
+    pub email_mod: String,
 }
 
 pub use crate::domain::due::DateOnlyMeans;

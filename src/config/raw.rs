@@ -60,6 +60,7 @@ pub(super) struct RawWorkfront {
 pub(super) struct RawMatching {
     pub(super) order: Vec<String>,
     pub(super) employee_id_field: String,
+    pub(super) email_mod: String,
 }
 
 #[derive(Deserialize)]

@@ -164,6 +164,15 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         matching: MatchingSettings {
             order,
             employee_id_field: field,
+            email_mod: match raw.matching.email_mod.trim() {
+                m @ ("cieq" | "eq") => m.to_string(),
+                other => {
+                    return Err(bad(
+                        "matching.email_mod",
+                        format!("unknown modifier {other:?}; use cieq (case-insensitive) or eq"),
+                    ))
+                }
+            },
         },
         retry,
         lifecycle,

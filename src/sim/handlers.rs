@@ -339,6 +339,13 @@ async fn search(
             return unsupported_field(&version, k);
         }
         let modifier = get(&format!("{k}_Mod")).unwrap_or_else(|| "eq".into());
+        if st.refused_modifiers.lock().unwrap().contains(&modifier) {
+            return wf_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "com.attask.common.InvalidParameterException",
+                &format!("unknown modifier {modifier} for {k}"),
+            );
+        }
         filters.push((k.clone(), modifier, v.clone()));
     }
     let users = st.users.lock().unwrap().clone();

@@ -140,6 +140,8 @@ pub struct SimState {
     pub(crate) log: Mutex<Vec<LoggedRequest>>,
     pub(crate) faults: Mutex<VecDeque<Fault>>,
     pub(crate) api_key: Mutex<Option<String>>,
+    /// Search modifiers answered as unsupported (a tenant whose API does not honour `cieq`).
+    pub(crate) refused_modifiers: Mutex<Vec<String>>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) max_in_flight: AtomicUsize,
     pub(crate) config: SimConfig,
@@ -159,6 +161,7 @@ impl Sim {
                 log: Mutex::new(Vec::new()),
                 faults: Mutex::new(VecDeque::new()),
                 api_key: Mutex::new(config.api_key.clone()),
+                refused_modifiers: Mutex::new(Vec::new()),
                 in_flight: AtomicUsize::new(0),
                 max_in_flight: AtomicUsize::new(0),
                 config,
@@ -201,6 +204,15 @@ impl Sim {
 
     pub fn push_fault(&self, fault: Fault) {
         self.state.faults.lock().unwrap().push_back(fault);
+    }
+
+    /// Answers searches with this `_Mod` as an unsupported modifier from now on.
+    pub fn refuse_modifier(&self, modifier: &str) {
+        self.state
+            .refused_modifiers
+            .lock()
+            .unwrap()
+            .push(modifier.to_string());
     }
 
     pub fn set_api_key(&self, key: Option<String>) {

@@ -268,7 +268,11 @@ impl Attempt<'_> {
                     None => continue,
                 },
                 Identifier::Email => match &self.action.email {
-                    Some(v) => ("emailAddr".to_string(), v.clone(), "cieq"),
+                    Some(v) => (
+                        "emailAddr".to_string(),
+                        v.clone(),
+                        self.ctx.settings.matching.email_mod.as_str(),
+                    ),
                     None => continue,
                 },
             };

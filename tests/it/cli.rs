@@ -244,11 +244,15 @@ async fn the_actions_cli_reports_refusals_and_a_missing_token() {
 
 /// Runs `check-config --connect` against the simulator with `api_key`.
 async fn check_connect(app: &TestApp, api_key: &str) -> std::process::Output {
+    check_connect_with(app, api_key, "").await
+}
+
+async fn check_connect_with(app: &TestApp, api_key: &str, extra: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(
         &dir,
         &format!(
-            "[workfront]\nbase_url = \"{}\"\napi_key = \"{api_key}\"\n",
+            "[workfront]\nbase_url = \"{}\"\napi_key = \"{api_key}\"\n{extra}",
             app.sim.base_url()
         ),
     );
@@ -278,6 +282,42 @@ async fn check_config_connect_proves_the_workfront_credentials() {
     let bad = check_connect(&app, "wrong").await;
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("refused the credentials"));
+}
+
+#[tokio::test]
+async fn check_config_connect_tries_the_exact_search_the_worker_sends() {
+    let app = spawn_app().await;
+    app.sim.sim.refuse_modifier("cieq");
+    let refused = check_connect(&app, API_KEY).await;
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("emailAddr_Mod=cieq") && stderr.contains("unknown modifier"),
+        "{stderr}"
+    );
+    let exact = check_connect_with(&app, API_KEY, "[matching]\nemail_mod = \"eq\"\n").await;
+    assert!(
+        exact.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exact.stderr)
+    );
+    assert!(String::from_utf8_lossy(&exact.stderr).contains("emailAddr_Mod=eq"));
+}
+
+#[tokio::test]
+async fn email_mod_eq_matches_the_email_exactly_and_cieq_ignores_case() {
+    let exact = spawn_app_with(options("[matching]\nemail_mod = \"eq\"")).await;
+    let id = exact.terminate(None, Some("Jane.Doe@Example.com")).await;
+    let a = exact.wait_for_status(&id, "skipped").await;
+    assert_eq!(a["reason"], "not_found");
+    let id = exact.terminate(None, Some("jane.doe@example.com")).await;
+    exact.wait_for_status(&id, "succeeded").await;
+    let loose = spawn_app().await;
+    let id = loose.terminate(None, Some("Jane.Doe@Example.com")).await;
+    assert_eq!(
+        loose.wait_for_status(&id, "succeeded").await["reason"],
+        "deactivated"
+    );
 }
 
 #[test]
