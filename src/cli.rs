@@ -4,10 +4,9 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use crate::config::{Settings, WorkfrontAuth};
+use crate::config::Settings;
 use crate::store::Store;
 
 /// Exit code for an invalid configuration.
@@ -23,12 +22,7 @@ pub fn load_or_exit(file: Option<&Path>) -> Result<Settings, ExitCode> {
 /// The effective settings with every secret redacted, as `check-config` prints them.
 pub fn effective(s: &Settings) -> Value {
     let secret_state = |set: bool| if set { "[redacted]" } else { "" };
-    let wf_auth = match &s.workfront.auth {
-        WorkfrontAuth::ApiKey { key, in_query } => json!({
-            "auth": "api_key", "api_key": secret_state(!key.expose_secret().is_empty()),
-            "api_key_in": if *in_query { "query" } else { "header" },
-        }),
-    };
+    let wf_auth = s.workfront.auth.describe();
     let sources: serde_json::Map<String, Value> = s
         .sources
         .iter()

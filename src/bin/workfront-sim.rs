@@ -78,6 +78,7 @@ async fn main() -> ExitCode {
         fail_rate: args.fail_rate,
         api_key,
         users,
+        ..SimConfig::default()
     };
     let count = config.users.len();
     match Sim::new(config).serve(args.bind).await {

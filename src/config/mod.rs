@@ -101,16 +101,11 @@ impl fmt::Debug for DatabaseSettings {
 pub struct WorkfrontSettings {
     pub base_url: url::Url,
     pub api_version: String,
-    pub auth: WorkfrontAuth,
+    /// How offboard proves who it is ([`crate::workfront::auth`]).
+    pub auth: std::sync::Arc<dyn crate::workfront::auth::Credentials>,
     pub max_concurrency: usize,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub enum WorkfrontAuth {
-    /// API key, sent as header `apiKey` or as query parameter `apiKey`.
-    ApiKey { key: SecretString, in_query: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

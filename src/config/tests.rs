@@ -75,8 +75,12 @@ fn secrets_can_come_from_files_and_never_show_in_debug() {
         path.display().to_string()
     ))
     .unwrap();
-    let WorkfrontAuth::ApiKey { key, .. } = &s.workfront.auth;
-    assert_eq!(key.expose_secret(), "s3cr3t-api-key");
+    let http = reqwest::Client::new();
+    let attach = block_on(s.workfront.auth.attach(&http)).unwrap();
+    assert_eq!(
+        attach.headers,
+        vec![("apiKey", "s3cr3t-api-key".to_string())]
+    );
     let debug = format!("{s:?}");
     assert!(!debug.contains("s3cr3t"), "{debug}");
     assert!(!debug.contains("admintok"), "{debug}");
@@ -111,4 +115,31 @@ fn a_secret_given_twice_is_refused() {
     ))
     .unwrap_err();
     assert!(err.0.contains("admin.token"), "{err}");
+}
+
+/// Runs a future to completion on a small runtime (the attach of an API key does no I/O).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn each_workfront_auth_mode_names_what_it_lacks() {
+    for (mode, missing) in [
+        ("oauth_jwt", "workfront.private_key"),
+        ("ims", "workfront.ims_token_url"),
+    ] {
+        let err = Settings::from_toml(&format!("[workfront]\nauth = \"{mode}\"")).unwrap_err();
+        assert!(err.0.contains(missing), "{mode}: {err}");
+    }
+    let err = Settings::from_toml("[workfront]\nauth = \"oauth_jwt\"\nprivate_key = \"not a pem\"")
+        .unwrap_err();
+    assert!(
+        err.0.contains("workfront.private_key") && !err.0.contains("not a pem"),
+        "{err}"
+    );
+    let err = Settings::from_toml("[workfront]\nauth = \"password\"").unwrap_err();
+    assert!(err.0.contains("oauth_jwt"), "{err}");
 }

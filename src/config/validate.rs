@@ -200,33 +200,23 @@ fn validate_workfront(raw: RawWorkfront) -> Result<WorkfrontSettings, ConfigErro
     if !version_ok {
         return Err(bad("workfront.api_version", "must look like v21.0"));
     }
-    let auth = match raw.auth.as_str() {
-        "api_key" => {
-            let key = secret_value(raw.api_key, raw.api_key_file, "workfront.api_key")?
-                .unwrap_or_else(|| SecretString::from(String::new()));
-            let in_query = match raw.api_key_in.as_str() {
-                "header" => false,
-                "query" => true,
-                _ => return Err(bad("workfront.api_key_in", "must be header or query")),
-            };
-            WorkfrontAuth::ApiKey { key, in_query }
-        }
-        "oauth_jwt" | "ims" => {
-            return Err(bad(
-                "workfront.auth",
-                format!(
-                    "{:?} is not supported by this version yet; use api_key",
-                    raw.auth
-                ),
-            ))
-        }
-        other => {
-            return Err(bad(
-                "workfront.auth",
-                format!("unknown value {other:?}; use api_key"),
-            ))
-        }
-    };
+    let auth = crate::workfront::auth::build(crate::workfront::auth::Input {
+        base_url: base_url.clone(),
+        auth: raw.auth.trim().to_string(),
+        api_key: raw.api_key,
+        api_key_file: raw.api_key_file,
+        api_key_in: raw.api_key_in,
+        client_id: raw.client_id,
+        client_secret: raw.client_secret,
+        client_secret_file: raw.client_secret_file,
+        customer_id: raw.customer_id,
+        user_id: raw.user_id,
+        private_key: raw.private_key,
+        private_key_file: raw.private_key_file,
+        ims_token_url: raw.ims_token_url,
+        scopes: raw.scopes.unwrap_or_default(),
+        ims_org_id: raw.ims_org_id,
+    })?;
     if raw.max_concurrency == 0 {
         return Err(bad("workfront.max_concurrency", "must be at least 1"));
     }

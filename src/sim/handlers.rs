@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::{parse_users, Fault, LoggedRequest, SimState};
 
-type Shared = Arc<SimState>;
+pub(crate) type Shared = Arc<SimState>;
 
 /// Fields a USER has in this simulator beyond those present on the users themselves.
 const KNOWN_FIELDS: &[&str] = &[
@@ -52,6 +52,11 @@ pub fn router(state: Shared) -> Router {
         .route("/__sim/requests", get(log))
         .route("/__sim/users", get(users).put(replace_users))
         .route("/__sim/faults", axum::routing::post(add_fault))
+        .route(
+            "/integrations/oauth2/api/v1/jwt/exchange",
+            axum::routing::post(super::auth::jwt_exchange),
+        )
+        .route("/ims/token/v3", axum::routing::post(super::auth::ims_token))
         .merge(api)
         .with_state(state)
 }
@@ -112,23 +117,12 @@ async fn handle(st: &Shared, req: Request, next: Next, query: &str) -> Response 
     if !st.config.latency.is_zero() {
         tokio::time::sleep(st.config.latency).await;
     }
-    let expected = st.api_key.lock().unwrap().clone();
-    if let Some(expected) = expected {
-        let header = req
-            .headers()
-            .get("apiKey")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let in_query = url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == "apiKey")
-            .map(|(_, v)| v.into_owned());
-        if header.or(in_query).as_deref() != Some(expected.as_str()) {
-            return wf_error(
-                StatusCode::UNAUTHORIZED,
-                "com.attask.common.AuthenticationException",
-                "You are not currently logged in.",
-            );
-        }
+    if !super::auth::authorized(st, req.headers(), query) {
+        return wf_error(
+            StatusCode::UNAUTHORIZED,
+            "com.attask.common.AuthenticationException",
+            "You are not currently logged in.",
+        );
     }
     let fault = {
         let mut faults = st.faults.lock().unwrap();

@@ -14,7 +14,10 @@
 //! request log (`GET /__sim/requests`) and the users (`GET /__sim/users`). Every request runs to
 //! its end even when the caller goes away, as on a real server.
 
+mod auth;
 mod handlers;
+
+pub use auth::{SimIms, SimOAuth, DEFAULT_TOKEN_TTL};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -36,6 +39,12 @@ pub struct SimConfig {
     pub fail_rate: f64,
     pub api_key: Option<String>,
     pub users: Vec<Map<String, Value>>,
+    /// Serve the OAuth2 JWT exchange for this app.
+    pub oauth: Option<SimOAuth>,
+    /// Serve an IMS token endpoint for this credential.
+    pub ims: Option<SimIms>,
+    /// How long issued tokens are accepted.
+    pub token_ttl: Duration,
 }
 
 impl Default for SimConfig {
@@ -46,6 +55,9 @@ impl Default for SimConfig {
             fail_rate: 0.0,
             api_key: None,
             users: sample_users(),
+            oauth: None,
+            ims: None,
+            token_ttl: DEFAULT_TOKEN_TTL,
         }
     }
 }
@@ -142,6 +154,8 @@ pub struct SimState {
     pub(crate) api_key: Mutex<Option<String>>,
     /// Search modifiers answered as unsupported (a tenant whose API does not honour `cieq`).
     pub(crate) refused_modifiers: Mutex<Vec<String>>,
+    pub(crate) tokens: Mutex<Vec<auth::Issued>>,
+    pub(crate) tokens_issued: AtomicUsize,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) max_in_flight: AtomicUsize,
     pub(crate) config: SimConfig,
@@ -162,6 +176,8 @@ impl Sim {
                 faults: Mutex::new(VecDeque::new()),
                 api_key: Mutex::new(config.api_key.clone()),
                 refused_modifiers: Mutex::new(Vec::new()),
+                tokens: Mutex::new(Vec::new()),
+                tokens_issued: AtomicUsize::new(0),
                 in_flight: AtomicUsize::new(0),
                 max_in_flight: AtomicUsize::new(0),
                 config,
@@ -217,6 +233,16 @@ impl Sim {
 
     pub fn set_api_key(&self, key: Option<String>) {
         *self.state.api_key.lock().unwrap() = key;
+    }
+
+    /// How many tokens the token endpoints issued.
+    pub fn tokens_issued(&self) -> usize {
+        self.state.tokens_issued.load(Ordering::SeqCst)
+    }
+
+    /// Ends every token issued so far (as if their lifetime had passed).
+    pub fn expire_tokens(&self) {
+        self.state.tokens.lock().unwrap().clear();
     }
 
     /// Workfront requests being answered right now.

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::{Method, StatusCode};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::config::{WorkfrontAuth, WorkfrontSettings};
+use crate::config::WorkfrontSettings;
+
+pub mod auth;
 
 /// The USER fields offboard reads.
 pub const USER_FIELDS: &str = "ID,name,emailAddr,username,isActive,isAdmin,extRefID,ssoUsername";
@@ -175,7 +176,7 @@ pub struct Call<T> {
 pub struct Client {
     http: reqwest::Client,
     api_base: String,
-    auth: WorkfrontAuth,
+    auth: Arc<dyn auth::Credentials>,
     permits: Arc<Semaphore>,
 }
 
@@ -286,9 +287,9 @@ impl Client {
         op: &'static str,
         method: Method,
         path: &str,
-        mut query: Vec<(String, String)>,
+        query: Vec<(String, String)>,
     ) -> Call<Value> {
-        // Shown decoded, for people reading the audit trail; the key is added after this.
+        // Shown decoded, for people reading the audit trail; credentials are added after this.
         let shown = format!(
             "{method} {path}?{}",
             query
@@ -298,35 +299,12 @@ impl Client {
                 .join("&")
         );
         let url = format!("{}/{}", self.api_base, path);
-        let mut builder_headers = reqwest::header::HeaderMap::new();
-        match &self.auth {
-            WorkfrontAuth::ApiKey {
-                key,
-                in_query: true,
-            } => query.push(("apiKey".into(), key.expose_secret().to_string())),
-            WorkfrontAuth::ApiKey {
-                key,
-                in_query: false,
-            } => {
-                if let Ok(mut v) = reqwest::header::HeaderValue::from_str(key.expose_secret()) {
-                    v.set_sensitive(true);
-                    builder_headers.insert("apiKey", v);
-                }
-            }
-        }
         let _permit = self
             .permits
             .acquire()
             .await
             .expect("the semaphore is never closed");
         let started = Instant::now();
-        let sent = self
-            .http
-            .request(method, &url)
-            .query(&query)
-            .headers(builder_headers)
-            .send()
-            .await;
         let mut exchange = Exchange {
             op,
             request: shown,
@@ -334,6 +312,62 @@ impl Client {
             response: None,
             millis: 0,
         };
+        // One refresh of the credentials after a refusal, then the refusal stands.
+        let mut result = Err(Failure::Timeout);
+        for attempt in 0..2 {
+            let attach = match self.auth.attach(&self.http).await {
+                Ok(a) => a,
+                Err(f) => {
+                    result = Err(f);
+                    break;
+                }
+            };
+            let (answer, refused) = self
+                .exchange_once(
+                    &method,
+                    &url,
+                    &query,
+                    attach.headers,
+                    attach.query,
+                    &mut exchange,
+                )
+                .await;
+            result = answer;
+            if !(refused && attempt == 0) {
+                break;
+            }
+            tracing::info!("Workfront refused the credentials; renewing them once");
+            self.auth.invalidate(attach.generation);
+        }
+        exchange.millis = started.elapsed().as_millis() as u64;
+        Call { result, exchange }
+    }
+
+    /// One HTTP exchange; also says whether Workfront refused the credentials with a 401/403.
+    async fn exchange_once(
+        &self,
+        method: &Method,
+        url: &str,
+        query: &[(String, String)],
+        headers: Vec<(&'static str, String)>,
+        extra_query: Vec<(String, String)>,
+        exchange: &mut Exchange,
+    ) -> (Result<Value, Failure>, bool) {
+        let mut header_map = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&value) {
+                v.set_sensitive(true);
+                header_map.insert(name, v);
+            }
+        }
+        let sent = self
+            .http
+            .request(method.clone(), url)
+            .query(query)
+            .query(&extra_query)
+            .headers(header_map)
+            .send()
+            .await;
         let result = match sent {
             Err(e) => Err(transport_failure(e)),
             Ok(resp) if resp.status().is_redirection() => {
@@ -373,8 +407,10 @@ impl Client {
                 }
             }
         };
-        exchange.millis = started.elapsed().as_millis() as u64;
-        Call { result, exchange }
+        // Only a plain 401/403 is worth one renewal; a redirect or an auth error class would
+        // not change with a new token of the same credentials.
+        let refused = matches!(exchange.status, Some(401 | 403));
+        (result, refused)
     }
 }
 

@@ -168,8 +168,10 @@ password = "pw-1"
 "#,
         wf = sim.base_url()
     );
-    let settings = Settings::from_toml_layers(&[&base_overlay, &opts.overlay])
-        .expect("test settings are valid");
+    // `{sim}` in an overlay is the simulator's base URL (for token endpoints that live on it).
+    let overlay = opts.overlay.replace("{sim}", &sim.base_url());
+    let settings =
+        Settings::from_toml_layers(&[&base_overlay, &overlay]).expect("test settings are valid");
     offboard::telemetry::init(&settings.log);
     let clock = Clock::manual();
     let app = Application::build_with_clock(settings.clone(), clock.clone())
