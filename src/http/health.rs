@@ -32,7 +32,9 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
             } else {
                 "ready"
             };
-            (StatusCode::OK, Json(readiness(status, "ok", auth)))
+            let mut r = readiness(status, "ok", auth);
+            r.workfront_auth_problem = app.health.auth_problem();
+            (StatusCode::OK, Json(r))
         }
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
@@ -49,6 +51,7 @@ fn readiness(status: &str, database: &str, workfront_auth: &str) -> Readiness {
         status: status.into(),
         database: database.into(),
         workfront_auth: workfront_auth.into(),
+        workfront_auth_problem: None,
     }
 }
 

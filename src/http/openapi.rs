@@ -302,6 +302,9 @@ pub struct Readiness {
     pub status: String,
     pub database: String,
     pub workfront_auth: String,
+    /// While credentials fail: why (a redirect names where Workfront sent us).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workfront_auth_problem: Option<String>,
 }
 
 #[derive(OpenApi)]

@@ -35,11 +35,29 @@ use crate::workfront;
 pub struct Health {
     /// Workfront refused our credentials on the last call that reached it.
     pub workfront_auth_failing: AtomicBool,
+    /// Why, for `/readyz` (a redirect names its `Location` there).
+    pub workfront_auth_problem: Mutex<Option<String>>,
 }
 
 impl Health {
     pub fn auth_failing(&self) -> bool {
         self.workfront_auth_failing.load(Ordering::Relaxed)
+    }
+
+    /// Records credential trouble; true when this starts an outage (notify once per outage).
+    pub fn auth_refused(&self, why: &str) -> bool {
+        *self.workfront_auth_problem.lock().unwrap() = Some(why.to_string());
+        !self.workfront_auth_failing.swap(true, Ordering::Relaxed)
+    }
+
+    /// The credentials worked again.
+    pub fn auth_works(&self) {
+        self.workfront_auth_failing.store(false, Ordering::Relaxed);
+        *self.workfront_auth_problem.lock().unwrap() = None;
+    }
+
+    pub fn auth_problem(&self) -> Option<String> {
+        self.workfront_auth_problem.lock().unwrap().clone()
     }
 }
 

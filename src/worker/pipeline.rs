@@ -309,10 +309,10 @@ impl Attempt<'_> {
             outcome,
             call.exchange.millis as f64 / 1000.0,
         );
-        let health = &self.ctx.health.workfront_auth_failing;
+        let health = &self.ctx.health;
         match &call.result {
             Err(Failure::Auth { message, .. }) => {
-                if !health.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                if health.auth_refused(message) {
                     self.ctx.notifier.send(
                         format!("offboard: Workfront refuses the credentials ({message}). Deactivations wait and resume by themselves once they work again."),
                         Some(&self.action.id),
@@ -323,7 +323,7 @@ impl Attempt<'_> {
             }
             // Any answer that is not an auth refusal proves the credentials.
             Err(_) if call.exchange.status.is_none() => {}
-            _ => health.store(false, std::sync::atomic::Ordering::Relaxed),
+            _ => health.auth_works(),
         }
         call.result
     }

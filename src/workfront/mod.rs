@@ -457,9 +457,25 @@ pub fn classify(status: StatusCode, body: Option<Value>) -> Result<Value, Failur
         .and_then(Value::as_str)
         .map(str::to_string);
     let code = status.as_u16();
+    // Credential trouble comes in several shapes, with any status: an authentication error class,
+    // or a message about logging in, sessions or authentication.
     let auth_class = class
         .as_deref()
         .is_some_and(|c| c.contains("AuthenticationException") || c.contains("NotLoggedIn"));
+    let auth_message = message.as_deref().is_some_and(|m| {
+        let m = m.to_lowercase();
+        [
+            "not currently logged in",
+            "not logged in",
+            "session",
+            "login",
+            "authenticat",
+            "api key",
+        ]
+        .iter()
+        .any(|w| m.contains(w))
+    });
+    let auth_class = auth_class || (auth_message && code != 404);
     if status == StatusCode::TOO_MANY_REQUESTS {
         return Err(Failure::RateLimited);
     }
@@ -559,6 +575,27 @@ mod tests {
         assert_eq!(
             classify(StatusCode::OK, Some(body)).unwrap_err().class(),
             FailureClass::Auth
+        );
+    }
+
+    #[test]
+    fn credential_trouble_is_recognised_by_message_with_any_status() {
+        for (status, message) in [
+            (500, "Your session has expired"),
+            (200, "You are not currently logged in."),
+            (400, "Invalid API key"),
+            (422, "Authentication failed for this request"),
+        ] {
+            let body = json!({"error": {"class": "com.attask.common.SomethingException", "message": message}});
+            let got = classify(StatusCode::from_u16(status).unwrap(), Some(body)).unwrap_err();
+            assert_eq!(got.class(), FailureClass::Auth, "{status} {message}");
+        }
+        let plain = json!({"error": {"class": "x", "message": "field emailAddr is required"}});
+        assert_eq!(
+            classify(StatusCode::UNPROCESSABLE_ENTITY, Some(plain))
+                .unwrap_err()
+                .class(),
+            FailureClass::Final
         );
     }
 

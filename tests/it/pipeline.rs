@@ -265,6 +265,12 @@ async fn a_redirect_is_never_followed_and_waits_as_credential_trouble() {
         .unwrap();
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["status"], "degraded", "{ready}");
+    assert!(
+        ready["workfront_auth_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("tenant.my.workfront.adobe.com")),
+        "readiness names where Workfront sent us: {ready}"
+    );
     let done = app.wait_for_status(&id, "succeeded").await;
     assert_eq!(done["reason"], "deactivated");
     assert!(
