@@ -34,7 +34,7 @@ pub fn effective(s: &Settings) -> Value {
         .collect();
     let mut workfront = json!({
         "base_url": s.workfront.base_url.as_str(), "api_version": s.workfront.api_version,
-        "max_concurrency": s.workfront.max_concurrency,
+        "max_concurrency": s.workfront.max_concurrency, "adaptive_concurrency": s.workfront.adaptive_concurrency,
         "connect_timeout": fmt_duration(s.workfront.connect_timeout), "request_timeout": fmt_duration(s.workfront.request_timeout),
     });
     merge(&mut workfront, wf_auth);
@@ -96,7 +96,12 @@ pub async fn check_config(file: Option<&Path>, connect: bool) -> ExitCode {
         eprintln!("configuration is valid");
         return ExitCode::SUCCESS;
     }
-    let client = match crate::workfront::Client::new(&settings.workfront) {
+    let limiter = std::sync::Arc::new(crate::workfront::limit::Local::new(
+        settings.workfront.max_concurrency,
+        false,
+        crate::domain::clock::Clock::system(),
+    ));
+    let client = match crate::workfront::Client::new(&settings.workfront, limiter) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cannot build the Workfront client: {e}");

@@ -76,7 +76,26 @@ impl Application {
                 );
             }
         }
-        let client = workfront::Client::new(&settings.workfront)?;
+        let wf = &settings.workfront;
+        let limiter: Arc<dyn workfront::limit::Limiter> = match store.backend() {
+            store::Backend::Postgres => Arc::new(workfront::limit::Fleet::new(
+                store::FleetSlots::connect(
+                    &settings.database.url,
+                    wf.max_concurrency,
+                    clock.clone(),
+                )
+                .await?,
+                wf.max_concurrency,
+                wf.adaptive_concurrency,
+                clock.clone(),
+            )),
+            store::Backend::Sqlite => Arc::new(workfront::limit::Local::new(
+                wf.max_concurrency,
+                wf.adaptive_concurrency,
+                clock.clone(),
+            )),
+        };
+        let client = workfront::Client::new(wf, limiter)?;
         let listener = tokio::net::TcpListener::bind(settings.server.bind)
             .await
             .map_err(|e| {

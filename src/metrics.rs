@@ -59,6 +59,7 @@ pub struct Metrics {
     lag: Histogram,
     brake: Gauge,
     last_delivery: Family<SourceLabels, Gauge>,
+    concurrency_limit: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -96,6 +97,12 @@ impl Metrics {
             24.0 * 3600.0,
         ]);
         let brake = Gauge::default();
+        let concurrency_limit = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "offboard_workfront_concurrency_limit",
+            "The fleet's current limit of concurrent Workfront calls (adaptive)",
+            concurrency_limit.clone(),
+        );
         let last_delivery = Family::<SourceLabels, Gauge>::default();
         registry.register(
             "offboard_deliveries",
@@ -147,7 +154,12 @@ impl Metrics {
             lag,
             brake,
             last_delivery,
+            concurrency_limit,
         }
+    }
+
+    pub fn concurrency_limit(&self, limit: f64) {
+        self.concurrency_limit.set(limit);
     }
 
     pub fn delivery(&self, source: &str, result: &str) {

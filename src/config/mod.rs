@@ -104,6 +104,8 @@ pub struct WorkfrontSettings {
     /// How offboard proves who it is ([`crate::workfront::auth`]).
     pub auth: std::sync::Arc<dyn crate::workfront::auth::Credentials>,
     pub max_concurrency: usize,
+    /// On 429 the fleet's limit drops; it climbs back slowly, never above `max_concurrency`.
+    pub adaptive_concurrency: bool,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
 }

@@ -61,6 +61,7 @@ pub(super) struct RawWorkfront {
     pub(super) scopes: Option<Vec<String>>,
     pub(super) ims_org_id: Option<String>,
     pub(super) max_concurrency: usize,
+    pub(super) adaptive_concurrency: bool,
     pub(super) connect_timeout: String,
     pub(super) request_timeout: String,
 }

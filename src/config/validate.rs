@@ -225,6 +225,7 @@ fn validate_workfront(raw: RawWorkfront) -> Result<WorkfrontSettings, ConfigErro
         api_version: version.to_string(),
         auth,
         max_concurrency: raw.max_concurrency,
+        adaptive_concurrency: raw.adaptive_concurrency,
         connect_timeout: positive_duration(&raw.connect_timeout, "workfront.connect_timeout")?,
         request_timeout: positive_duration(&raw.request_timeout, "workfront.request_timeout")?,
     })

@@ -7,6 +7,7 @@
 
 pub mod brake;
 pub mod clock;
+pub mod concurrency;
 pub mod due;
 pub mod lifecycle;
 pub mod retry;

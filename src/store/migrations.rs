@@ -22,6 +22,7 @@ const SQLITE: &[(i64, &str, &str)] = embed!("sqlite":
     3 "lifecycle" "0003_lifecycle.sql",
     4 "action delivery" "0004_action_delivery.sql",
     5 "reactivation brake" "0005_reactivation_brake.sql",
+    6 "fleet limit" "0006_fleet_limit.sql",
 );
 const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     1 "init" "0001_init.sql",
@@ -29,6 +30,7 @@ const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     3 "lifecycle" "0003_lifecycle.sql",
     4 "action delivery" "0004_action_delivery.sql",
     5 "reactivation brake" "0005_reactivation_brake.sql",
+    6 "fleet limit" "0006_fleet_limit.sql",
 );
 
 #[derive(Debug)]

@@ -16,6 +16,7 @@ mod ingest;
 mod migrations;
 mod models;
 mod operator;
+mod slots;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub use models::{
     NewEvent, WfUserRef,
 };
 pub use operator::{Brake, Gate, OpChange, OpError};
+pub use slots::{FleetSlots, Slot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

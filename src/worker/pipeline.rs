@@ -309,6 +309,9 @@ impl Attempt<'_> {
             outcome,
             call.exchange.millis as f64 / 1000.0,
         );
+        self.ctx
+            .metrics
+            .concurrency_limit(self.ctx.client.concurrency_limit());
         let health = &self.ctx.health;
         match &call.result {
             Err(Failure::Auth { message, .. }) => {
@@ -332,6 +335,25 @@ impl Attempt<'_> {
         let now = self.ctx.store.clock().now();
         let attempts = self.action.attempts;
         let message = failure.message();
+        if failure == Failure::RateLimited {
+            // "Slow down", not a failure: back within seconds, the retry budget untouched.
+            let next = now.as_millisecond() + 1_000 + fastrand::i64(0..2_000);
+            self.step(
+                Step::RetryScheduled,
+                json!({ "attempt": attempts, "error": failure.code(), "message": message,
+                "slowed_down": true, "next_attempt_at": crate::store::from_ms(next).to_string() }),
+            );
+            let update = Update {
+                status: Some(Status::Pending),
+                reason: Some(None),
+                run_at: Some(next),
+                attempts: Some(attempts.saturating_sub(1)),
+                last_error: Some(Some(message)),
+                release: true,
+                ..Default::default()
+            };
+            return self.save(update).await;
+        }
         match failure.class() {
             FailureClass::Retryable => {
                 match self

@@ -10,16 +10,16 @@
 //! is checked whatever the status.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::sync::Semaphore;
 
 use crate::config::WorkfrontSettings;
 
 pub mod auth;
+pub mod limit;
 
 /// The USER fields offboard reads.
 pub const USER_FIELDS: &str = "ID,name,emailAddr,username,isActive,isAdmin,extRefID,ssoUsername";
@@ -158,6 +158,16 @@ pub struct Exchange {
     pub status: Option<u16>,
     pub response: Option<Value>,
     pub millis: u64,
+    /// A 429's `Retry-After`, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+    /// How many 429s this call waited out before its answer.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub slowed_down: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Exchange {
@@ -165,6 +175,9 @@ impl Exchange {
         json!(self)
     }
 }
+
+/// How often one call waits out a 429 before the action is rescheduled.
+const RATE_LIMIT_RETRIES: u32 = 4;
 
 /// A call's answer and its record.
 pub struct Call<T> {
@@ -177,11 +190,14 @@ pub struct Client {
     http: reqwest::Client,
     api_base: String,
     auth: Arc<dyn auth::Credentials>,
-    permits: Arc<Semaphore>,
+    limiter: Arc<dyn limit::Limiter>,
 }
 
 impl Client {
-    pub fn new(settings: &WorkfrontSettings) -> Result<Client, reqwest::Error> {
+    pub fn new(
+        settings: &WorkfrontSettings,
+        limiter: Arc<dyn limit::Limiter>,
+    ) -> Result<Client, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
@@ -193,7 +209,7 @@ impl Client {
             http,
             api_base: format!("{base}/attask/api/{}", settings.api_version),
             auth: settings.auth.clone(),
-            permits: Arc::new(Semaphore::new(settings.max_concurrency)),
+            limiter,
         })
     }
 
@@ -272,6 +288,11 @@ impl Client {
         call
     }
 
+    /// The current concurrency limit (fleet-wide on PostgreSQL).
+    pub fn concurrency_limit(&self) -> f64 {
+        self.limiter.limit()
+    }
+
     /// A read-only call that proves base URL and credentials: `GET user/search?fields=ID&$$LIMIT=1`.
     pub async fn probe(&self) -> Call<()> {
         let query = vec![
@@ -299,11 +320,6 @@ impl Client {
                 .join("&")
         );
         let url = format!("{}/{}", self.api_base, path);
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
         let started = Instant::now();
         let mut exchange = Exchange {
             op,
@@ -311,33 +327,72 @@ impl Client {
             status: None,
             response: None,
             millis: 0,
+            retry_after_secs: None,
+            slowed_down: 0,
         };
-        // One refresh of the credentials after a refusal, then the refusal stands.
-        let mut result = Err(Failure::Timeout);
-        for attempt in 0..2 {
-            let attach = match self.auth.attach(&self.http).await {
-                Ok(a) => a,
+        let mut result;
+        let mut slowed = 0u32;
+        loop {
+            let permit = match self.limiter.acquire().await {
+                Ok(p) => p,
                 Err(f) => {
                     result = Err(f);
                     break;
                 }
             };
-            let (answer, refused) = self
-                .exchange_once(
-                    &method,
-                    &url,
-                    &query,
-                    attach.headers,
-                    attach.query,
-                    &mut exchange,
-                )
-                .await;
-            result = answer;
-            if !(refused && attempt == 0) {
-                break;
+            result = Err(Failure::Timeout);
+            // One refresh of the credentials after a refusal, then the refusal stands.
+            for attempt in 0..2 {
+                let attach = match self.auth.attach(&self.http).await {
+                    Ok(a) => a,
+                    Err(f) => {
+                        result = Err(f);
+                        break;
+                    }
+                };
+                let (answer, refused) = self
+                    .exchange_once(
+                        &method,
+                        &url,
+                        &query,
+                        attach.headers,
+                        attach.query,
+                        &mut exchange,
+                    )
+                    .await;
+                result = answer;
+                if !(refused && attempt == 0) {
+                    break;
+                }
+                tracing::info!("Workfront refused the credentials; renewing them once");
+                self.auth.invalidate(attach.generation);
             }
-            tracing::info!("Workfront refused the credentials; renewing them once");
-            self.auth.invalidate(attach.generation);
+            let admitted_ms = permit.admitted_ms;
+            drop(permit);
+            match &result {
+                // 429 is "slow down", not a failure: lower the limit and try again shortly,
+                // honouring Retry-After, a few times within this call.
+                Err(Failure::RateLimited) => {
+                    self.limiter.rate_limited(admitted_ms).await;
+                    if slowed >= RATE_LIMIT_RETRIES {
+                        break;
+                    }
+                    slowed += 1;
+                    exchange.slowed_down = slowed;
+                    let backoff =
+                        Duration::from_millis(200 * (1 << slowed) + fastrand::u64(0..200));
+                    let wait = exchange
+                        .retry_after_secs
+                        .map(|s| Duration::from_secs(s.min(30)))
+                        .unwrap_or(backoff);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(_) if exchange.status.is_none() => break,
+                _ => {
+                    self.limiter.succeeded().await;
+                    break;
+                }
+            }
         }
         exchange.millis = started.elapsed().as_millis() as u64;
         Call { result, exchange }
@@ -393,6 +448,11 @@ impl Client {
             Ok(resp) => {
                 let status = resp.status();
                 exchange.status = Some(status.as_u16());
+                exchange.retry_after_secs = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok());
                 match resp.bytes().await {
                     Err(e) => Err(transport_failure(e)),
                     Ok(body) => {
@@ -431,6 +491,8 @@ fn refuse_id<T>(op: &'static str, id: &str) -> Option<Call<T>> {
             status: None,
             response: None,
             millis: 0,
+            retry_after_secs: None,
+            slowed_down: 0,
         },
     })
 }

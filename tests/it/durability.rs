@@ -464,3 +464,67 @@ async fn the_same_webhook_id_sent_to_two_replicas_at_once_is_stored_once() {
     assert_eq!(actions.len(), 20, "one action per webhook id");
     b.stop().await;
 }
+
+/// Runs `n` terminations through three replicas on PostgreSQL against a simulator with a cap,
+/// returning (the most calls it ever saw at once, its 429s, its requests, the limit metric).
+async fn three_replicas_against_a_cap(
+    pg: &str,
+    cap: usize,
+    max: usize,
+    n: usize,
+) -> (usize, usize, usize, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_postgres_database(pg).await;
+    let sim = sim_with_cap(n, Duration::from_millis(15), cap).await;
+    let config = write_config_wf(
+        dir.path(),
+        "cap",
+        &db,
+        &sim.base_url(),
+        &format!("max_concurrency = {max}"),
+        "[safety]\nbrake_max = 100000",
+    );
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Replica::start(&config).await);
+    }
+    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    send_all(bases.clone(), 0..n, 24).await;
+    wait_for("every user to be inactive", 180, || {
+        inactive_count(&sim) == n
+    })
+    .await;
+    let requests = sim.sim.requests();
+    let limited = requests.iter().filter(|r| r.status == 429).count();
+    let metrics = reqwest::get(format!("{}/metrics", bases[0]))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let limit =
+        crate::harness::metric(&metrics, "offboard_workfront_concurrency_limit").unwrap_or(-1.0);
+    (sim.sim.max_in_flight(), limited, requests.len(), limit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_never_exceed_the_fleet_cap_together() {
+    let Some(pg) = postgres_url() else { return };
+    let (peak, limited, total, _) = three_replicas_against_a_cap(&pg, 5, 5, 300).await;
+    eprintln!("cap 5, max_concurrency 5: peak {peak}, {limited} 429s of {total} requests");
+    assert!(peak <= 5, "{peak} calls in flight at once");
+    assert_eq!(limited, 0, "no 429 when the cap is known");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_cap_is_found_with_few_429s_and_the_limit_settles_near_it() {
+    let Some(pg) = postgres_url() else { return };
+    let (peak, limited, total, limit) = three_replicas_against_a_cap(&pg, 3, 10, 300).await;
+    let share = limited as f64 / total as f64;
+    eprintln!(
+        "hidden cap 3, max_concurrency 10: peak {peak}, {limited} 429s of {total} ({:.1}%), limit {limit}",
+        share * 100.0
+    );
+    assert!(share < 0.05, "{limited} of {total} requests were 429s");
+    assert!((1.0..=5.0).contains(&limit), "the limit settled at {limit}");
+}

@@ -30,9 +30,21 @@ fn free_port() -> u16 {
 
 /// A config for a replica: `extra` TOML lines are appended.
 pub fn write_config(dir: &Path, name: &str, db: &str, workfront: &str, extra: &str) -> PathBuf {
+    write_config_wf(dir, name, db, workfront, "", extra)
+}
+
+/// As [`write_config`], with extra lines for the `[workfront]` table.
+pub fn write_config_wf(
+    dir: &Path,
+    name: &str,
+    db: &str,
+    workfront: &str,
+    wf_extra: &str,
+    extra: &str,
+) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
-        "[database]\nurl = \"{db}\"\n[workfront]\nbase_url = \"{workfront}\"\napi_key = \"{API_KEY}\"\n\
+        "[database]\nurl = \"{db}\"\n[workfront]\nbase_url = \"{workfront}\"\napi_key = \"{API_KEY}\"\n{wf_extra}\n\
          [retry]\nschedule = [\"50ms\", \"100ms\", \"200ms\", \"400ms\"]\njitter = 0.0\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\
          [log]\nlevel = \"warn\"\n[sources.hr]\nkind = \"standard\"\nsecret = \"{SECRET}\"\n{extra}\n"
     );
@@ -116,6 +128,11 @@ impl Drop for Replica {
 
 /// `n` active users with employee ids `P-0` … and a simulator serving them.
 pub async fn sim_with_users(n: usize, latency: Duration) -> offboard::sim::RunningSim {
+    sim_with_cap(n, latency, 50).await
+}
+
+/// A simulator with `n` users that answers 429 beyond `cap` concurrent requests.
+pub async fn sim_with_cap(n: usize, latency: Duration, cap: usize) -> offboard::sim::RunningSim {
     let users: Vec<Map<String, Value>> = (0..n)
         .map(|i| {
             serde_json::from_value(json!({"ID": format!("{i:032x}"), "name": format!("P {i}"), "emailAddr": format!("p{i}@example.com"),
@@ -126,7 +143,7 @@ pub async fn sim_with_users(n: usize, latency: Duration) -> offboard::sim::Runni
     Sim::new(SimConfig {
         users,
         latency,
-        max_concurrency: 50,
+        max_concurrency: cap,
         api_key: Some(API_KEY.into()),
         ..SimConfig::default()
     })

@@ -1,0 +1,61 @@
+//! The adaptive concurrency limit (AIMD), decided: Workfront caps concurrent requests per
+//! customer at a number offboard may not know. On a 429 the limit halves — once per generation
+//! of calls: only a call that started after the last decrease can lower it again, so a burst of
+//! 429s from calls admitted under the old limit counts once, and an unknown cap is found within
+//! a few round trips. After a run of `RUN` × limit successes it grows by one, so it probes above
+//! the cap rarely. It never leaves `1..=max`.
+
+/// Successes per unit of limit before the limit grows by one.
+pub const RUN: u64 = 32;
+
+/// The limit after a 429 on a call admitted at `admitted_ms`, given when it last decreased.
+pub fn after_rate_limited(limit: f64, last_decrease_ms: i64, admitted_ms: i64) -> Option<f64> {
+    (admitted_ms >= last_decrease_ms).then(|| (limit / 2.0).max(1.0))
+}
+
+/// The limit after `successes` in a row: one more per `RUN` × `limit` successes, at most `max`.
+pub fn after_successes(limit: f64, successes: u64, max: usize) -> Option<f64> {
+    let needed = RUN * limit.ceil().max(1.0) as u64;
+    (successes >= needed && limit < max as f64).then(|| (limit + 1.0).min(max as f64))
+}
+
+/// The number of calls the limit allows at once.
+pub fn slots(limit: f64, max: usize) -> usize {
+    (limit.floor() as usize).clamp(1, max.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_429_halves_the_limit_once_per_generation_of_calls_and_never_below_one() {
+        assert_eq!(after_rate_limited(10.0, 0, 5_000), Some(5.0));
+        assert_eq!(
+            after_rate_limited(5.0, 5_000, 4_900),
+            None,
+            "admitted before the decrease"
+        );
+        assert_eq!(
+            after_rate_limited(5.0, 5_000, 5_100),
+            Some(2.5),
+            "admitted after it"
+        );
+        assert_eq!(after_rate_limited(1.0, 0, 5_000), Some(1.0));
+    }
+
+    #[test]
+    fn successes_raise_the_limit_slowly_up_to_max() {
+        assert_eq!(after_successes(4.0, 4 * RUN - 1, 10), None);
+        assert_eq!(after_successes(4.0, 4 * RUN, 10), Some(5.0));
+        assert_eq!(after_successes(10.0, 1000, 10), None, "never above max");
+        assert_eq!(after_successes(9.5, 10 * RUN, 10), Some(10.0));
+    }
+
+    #[test]
+    fn slots_are_whole_and_within_bounds() {
+        assert_eq!(slots(3.7, 10), 3);
+        assert_eq!(slots(0.2, 10), 1);
+        assert_eq!(slots(50.0, 10), 10);
+    }
+}
