@@ -6,7 +6,10 @@
 //! deactivation, CPU milliseconds per termination, and resident memory idle before and after.
 //!
 //! `cargo bench --bench terminations` (N=500, SQLite). Environment: `BENCH_N`, `BENCH_LATENCY`
-//! (simulated Workfront latency, default 0ms), `BENCH_DATABASE_URL` (e.g. a PostgreSQL database).
+//! (simulated Workfront latency, default 0ms), `BENCH_DATABASE_URL` (e.g. a PostgreSQL database),
+//! `BENCH_SIM_CAP` (the simulator's concurrency cap, default 10), `BENCH_MAX_CONCURRENCY`
+//! (offboard's `workfront.max_concurrency`, default 5). It also prints the 429s and the floor:
+//! Workfront calls × latency / cap.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,6 +63,14 @@ async fn main() {
         .ok()
         .map(|v| offboard::config::parse_duration(&v).unwrap())
         .unwrap_or(Duration::ZERO);
+    let env_usize = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let cap = env_usize("BENCH_SIM_CAP", 10);
+    let max_concurrency = env_usize("BENCH_MAX_CONCURRENCY", 5);
     let users: Vec<Map<String, Value>> = (0..n)
         .map(|i| {
             serde_json::from_value(json!({"ID": format!("{i:032x}"), "name": format!("User {i}"), "emailAddr": format!("user{i}@example.com"),
@@ -70,7 +81,7 @@ async fn main() {
     let sim = Sim::new(SimConfig {
         users,
         latency,
-        max_concurrency: 10,
+        max_concurrency: cap,
         api_key: Some("bench-key".into()),
         ..SimConfig::default()
     })
@@ -89,7 +100,7 @@ async fn main() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\n[database]\nurl = \"{db}\"\n[workfront]\nbase_url = \"{}\"\napi_key = \"bench-key\"\nmax_concurrency = 5\n\
+            "[server]\nbind = \"127.0.0.1:{port}\"\n[database]\nurl = \"{db}\"\n[workfront]\nbase_url = \"{}\"\napi_key = \"bench-key\"\nmax_concurrency = {max_concurrency}\n\
              [safety]\nbrake_max = 100000\n[log]\nlevel = \"warn\"\n[sources.hr]\nkind = \"standard\"\nsecret = \"{SECRET}\"\n",
             sim.base_url()
         ),
@@ -174,12 +185,11 @@ async fn main() {
     let (cpu_ms, rss_busy) = proc_stat(pid);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, rss_after) = proc_stat(pid);
-    let puts = sim
-        .sim
-        .requests()
-        .iter()
-        .filter(|r| r.method == "PUT")
-        .count();
+    let requests = sim.sim.requests();
+    let puts = requests.iter().filter(|r| r.method == "PUT").count();
+    let limited = requests.iter().filter(|r| r.status == 429).count();
+    let answered = requests.len() - limited;
+    let floor = answered as f64 * latency.as_secs_f64() / cap as f64;
     println!(
         "terminations:                 {n} (simulated Workfront latency {latency:?}, database {})",
         if db.starts_with("sqlite") {
@@ -197,6 +207,11 @@ async fn main() {
     println!(
         "all deactivated after:        {:.3} s ({puts} writes)",
         done.as_secs_f64()
+    );
+    println!(
+        "Workfront:                    cap {cap}, max_concurrency {max_concurrency}; {answered} calls answered, {limited} 429s ({:.1}%); floor {floor:.2} s, {:.2}x the floor",
+        limited as f64 * 100.0 / requests.len().max(1) as f64,
+        if floor > 0.0 { done.as_secs_f64() / floor } else { 0.0 }
     );
     println!(
         "offboard CPU:                 {:.0} ms in all, {:.2} ms per termination",
