@@ -122,20 +122,21 @@ impl FleetSlots {
         })
     }
 
-    /// Halves the fleet's limit (not below 1) if it has not decreased since `admitted_ms`, in
+    /// Lowers the fleet's limit (not below 1) if it has not decreased since `admitted_ms`, in
     /// one statement, so replicas that see 429s at once lower it once (the rule of
     /// `domain::concurrency::after_rate_limited`, applied where the shared value lives).
-    pub async fn halve_unless_lowered_since(
+    pub async fn lower_unless_lowered_since(
         &self,
         admitted_ms: i64,
     ) -> Result<Option<f64>, StoreError> {
         let row = sqlx::query(
-            "UPDATE fleet_limit SET lim = GREATEST(1.0, LEAST(lim, $3) / 2.0), decreased_at = $1 \
+            "UPDATE fleet_limit SET lim = GREATEST(1.0, LEAST(lim, $3) * $4), decreased_at = $1 \
              WHERE id = 1 AND decreased_at <= $2 RETURNING lim",
         )
         .bind(self.clock.now_ms())
         .bind(admitted_ms)
         .bind(self.max as f64)
+        .bind(crate::domain::concurrency::DECREASE)
         .fetch_optional(&self.pool)
         .await?;
         self.remember(row)

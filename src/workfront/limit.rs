@@ -213,7 +213,7 @@ impl Limiter for Fleet {
                 return;
             }
             *self.successes.lock().unwrap() = 0;
-            match self.slots.halve_unless_lowered_since(admitted_ms).await {
+            match self.slots.lower_unless_lowered_since(admitted_ms).await {
                 Ok(Some(lim)) => tracing::info!(
                     limit = lim,
                     "Workfront answered 429: the fleet's limit is lowered"
