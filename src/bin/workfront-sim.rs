@@ -36,6 +36,30 @@ struct Args {
     /// Read the API key from this file (one trailing newline trimmed).
     #[arg(long)]
     api_key_file: Option<PathBuf>,
+    /// Serve the OAuth2 JWT exchange: the app's client id (with the --oauth-* flags below).
+    #[arg(long, requires_all = ["oauth_client_secret", "oauth_customer_id", "oauth_user_id", "oauth_public_key"])]
+    oauth_client_id: Option<String>,
+    /// The app's client secret.
+    #[arg(long)]
+    oauth_client_secret: Option<String>,
+    /// The `iss` the JWTs must carry.
+    #[arg(long)]
+    oauth_customer_id: Option<String>,
+    /// The `sub` the JWTs must carry.
+    #[arg(long)]
+    oauth_user_id: Option<String>,
+    /// PEM file of the public key the JWTs are verified with.
+    #[arg(long)]
+    oauth_public_key: Option<PathBuf>,
+    /// Serve an IMS token endpoint (POST /ims/token/v3) for this client id.
+    #[arg(long, requires = "ims_client_secret")]
+    ims_client_id: Option<String>,
+    /// The IMS credential's client secret.
+    #[arg(long)]
+    ims_client_secret: Option<String>,
+    /// How long issued tokens are accepted.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    token_ttl: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -72,13 +96,35 @@ async fn main() -> ExitCode {
             }
         },
     };
+    let oauth = match (&args.oauth_client_id, &args.oauth_public_key) {
+        (Some(id), Some(key)) => match std::fs::read_to_string(key) {
+            Ok(pem) => Some(offboard::sim::SimOAuth {
+                client_id: id.clone(),
+                client_secret: args.oauth_client_secret.clone().unwrap_or_default(),
+                customer_id: args.oauth_customer_id.clone().unwrap_or_default(),
+                user_id: args.oauth_user_id.clone().unwrap_or_default(),
+                public_key_pem: pem,
+            }),
+            Err(e) => {
+                eprintln!("workfront-sim: {}: {e}", key.display());
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    let ims = args.ims_client_id.clone().map(|id| offboard::sim::SimIms {
+        client_id: id,
+        client_secret: args.ims_client_secret.clone().unwrap_or_default(),
+    });
     let config = SimConfig {
         latency: args.latency,
         max_concurrency: args.max_concurrency.max(1),
         fail_rate: args.fail_rate,
         api_key,
         users,
-        ..SimConfig::default()
+        oauth,
+        ims,
+        token_ttl: args.token_ttl,
     };
     let count = config.users.len();
     match Sim::new(config).serve(args.bind).await {

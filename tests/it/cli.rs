@@ -435,3 +435,55 @@ async fn the_simulator_serves_a_users_file_and_refuses_bad_faults() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn the_simulator_binary_serves_the_jwt_exchange_that_check_config_connect_proves() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = sim_bin()
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .args(["--oauth-client-id", "c", "--oauth-client-secret", "s"])
+        .args(["--oauth-customer-id", "cust", "--oauth-user-id", "u"])
+        .arg("--oauth-public-key")
+        .arg(format!("{fixtures}/oauth-test-public.pem"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reqwest::get(format!("{base}/__sim/users")).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the simulator did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &format!(
+            "[workfront]\nbase_url = \"{base}\"\nauth = \"oauth_jwt\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
+             customer_id = \"cust\"\nuser_id = \"u\"\nprivate_key_file = \"{fixtures}/oauth-test-private.pem\"\n"
+        ),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        offboard()
+            .args(["check-config", "--connect", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
