@@ -182,6 +182,22 @@ pub fn signing_keys(
         .collect()
 }
 
+/// The table of a kind whose only keys are its signing secret (`secret`, `secret_file`,
+/// `secrets` during rotation): HiBob, Gusto, Deel.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretTable {
+    secret: Option<SecretString>,
+    secret_file: Option<std::path::PathBuf>,
+    secrets: Option<Vec<SecretString>>,
+}
+
+/// The vendor signing keys of source `name` from its table (the secrets' own bytes).
+pub fn vendor_keys(name: &str, table: Value) -> Result<Vec<SecretKey>, ConfigError> {
+    let t: SecretTable = super::registry::table(name, table)?;
+    signing_keys(name, t.secret, t.secret_file, t.secrets, raw_key)
+}
+
 /// A vendor secret: the bytes of the string the vendor issued, as-is.
 pub fn raw_key(secret: &str, _key: &str) -> Result<SecretKey, ConfigError> {
     Ok(std::sync::Arc::new(SecretBox::new(

@@ -11,10 +11,7 @@
 //! `worker.email`, `worker_email` or `email`. Dedupe on `data.meta.tracking_id` (unconfirmed as
 //! unique, but stable across redeliveries), else the body's hash.
 
-use std::path::PathBuf;
-
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::common;
@@ -24,14 +21,6 @@ use crate::domain::EventType;
 
 const SIGNATURE: &str = "x-deel-signature";
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Table {
-    secret: Option<SecretString>,
-    secret_file: Option<PathBuf>,
-    secrets: Option<Vec<SecretString>>,
-}
-
 #[derive(Debug)]
 pub struct Deel {
     keys: Vec<SecretKey>,
@@ -39,9 +28,8 @@ pub struct Deel {
 
 impl Deel {
     pub fn from_table(name: &str, table: Value) -> Result<Self, ConfigError> {
-        let t: Table = super::registry::table(name, table)?;
         Ok(Deel {
-            keys: common::signing_keys(name, t.secret, t.secret_file, t.secrets, common::raw_key)?,
+            keys: common::vendor_keys(name, table)?,
         })
     }
 }

@@ -16,10 +16,7 @@
 //! acting on them would deactivate people before their last day. The employee id is
 //! `entity_uuid` (or the older numeric `entity_id`); `timestamp` is Unix seconds.
 
-use std::path::PathBuf;
-
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::common;
@@ -29,14 +26,6 @@ use crate::domain::EventType;
 
 const SIGNATURE: &str = "X-Gusto-Signature";
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Table {
-    secret: Option<SecretString>,
-    secret_file: Option<PathBuf>,
-    secrets: Option<Vec<SecretString>>,
-}
-
 #[derive(Debug)]
 pub struct Gusto {
     keys: Vec<SecretKey>,
@@ -44,9 +33,8 @@ pub struct Gusto {
 
 impl Gusto {
     pub fn from_table(name: &str, table: Value) -> Result<Self, ConfigError> {
-        let t: Table = super::registry::table(name, table)?;
         Ok(Gusto {
-            keys: common::signing_keys(name, t.secret, t.secret_file, t.secrets, common::raw_key)?,
+            keys: common::vendor_keys(name, table)?,
         })
     }
 }

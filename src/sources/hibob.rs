@@ -14,12 +14,9 @@
 //! on the effective date, so without a date the action is due now. v1: `{"type", "creationDate",
 //! "employee": {"id", "email", "displayName"}}`.
 
-use std::path::PathBuf;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::common;
@@ -29,14 +26,6 @@ use crate::domain::EventType;
 
 const SIGNATURE: &str = "Bob-Signature";
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Table {
-    secret: Option<SecretString>,
-    secret_file: Option<PathBuf>,
-    secrets: Option<Vec<SecretString>>,
-}
-
 #[derive(Debug)]
 pub struct HiBob {
     keys: Vec<SecretKey>,
@@ -44,9 +33,8 @@ pub struct HiBob {
 
 impl HiBob {
     pub fn from_table(name: &str, table: Value) -> Result<Self, ConfigError> {
-        let t: Table = super::registry::table(name, table)?;
         Ok(HiBob {
-            keys: common::signing_keys(name, t.secret, t.secret_file, t.secrets, common::raw_key)?,
+            keys: common::vendor_keys(name, table)?,
         })
     }
 }

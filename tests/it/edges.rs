@@ -407,11 +407,7 @@ async fn unfinished_work_resumes_soon_after_a_crash_not_after_a_long_lease() {
     };
     let mut app = spawn_app_with(opts).await;
     let id = app.terminate(Some("E-1043"), None).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.sim.sim.state_in_flight() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never called");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    app.wait_until_workfront_is_called().await;
     app.crash();
     let restarted = std::time::Instant::now();
     app.restart().await;
@@ -471,11 +467,7 @@ async fn deliveries_are_acknowledged_at_once_while_workfront_hangs() {
     let app = spawn_app_with(opts).await;
     let first = app.terminate(Some("E-1042"), None).await;
     // The worker is now stuck on Workfront.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.sim.sim.state_in_flight() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never called");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    app.wait_until_workfront_is_called().await;
     let mut slowest = Duration::ZERO;
     for i in 0..20 {
         let started = std::time::Instant::now();
@@ -527,14 +519,11 @@ async fn shutdown_refuses_new_deliveries_and_gives_back_what_it_did_not_finish()
     };
     let mut app = spawn_app_with(opts).await;
     let id = app.terminate(Some("E-1043"), None).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.sim.sim.state_in_flight() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never called");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    app.wait_until_workfront_is_called().await;
     let running = app.app.take().unwrap();
     let base = app.base.clone();
     let stopping = tokio::spawn(running.stop());
+    let refuse_by = tokio::time::Instant::now() + Duration::from_secs(10);
     // Give the stop a moment to close the listener, then try to deliver.
     let late = loop {
         let r = reqwest::Client::new()
@@ -546,7 +535,7 @@ async fn shutdown_refuses_new_deliveries_and_gives_back_what_it_did_not_finish()
             Err(e) => break e,
             Ok(_) => {
                 assert!(
-                    tokio::time::Instant::now() < deadline + Duration::from_secs(10),
+                    tokio::time::Instant::now() < refuse_by,
                     "still accepting during shutdown"
                 );
                 tokio::time::sleep(Duration::from_millis(10)).await

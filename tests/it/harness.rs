@@ -367,6 +367,18 @@ impl TestApp {
             .expect("the replica starts")
     }
 
+    /// Waits until the simulator is answering a Workfront call (10 s at most).
+    pub async fn wait_until_workfront_is_called(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.sim.sim.state_in_flight() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the worker never called Workfront"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// Moves the service's clock forward (instead of waiting for time to pass).
     pub fn advance(&self, by: Duration) {
         self.clock.advance(by);

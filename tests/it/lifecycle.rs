@@ -409,14 +409,7 @@ async fn a_cancellation_that_arrives_while_the_action_is_being_worked_on_stops_i
     let app = spawn_app_with(opts).await;
     let now = jiff::Timestamp::now();
     let id = act(&app, "employee.terminated", "E-1043", now, None).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.sim.sim.state_in_flight() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker never called Workfront"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    app.wait_until_workfront_is_called().await;
     send(
         &app,
         &event(

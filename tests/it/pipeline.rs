@@ -484,15 +484,7 @@ async fn an_action_claimed_by_a_process_that_died_is_finished_by_the_next_one() 
     };
     let mut app = spawn_app_with(opts).await;
     let id = app.terminate(Some("E-1043"), None).await;
-    // Wait until the first process is talking to Workfront about it, then kill it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.sim.sim.state_in_flight() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker never called Workfront"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    app.wait_until_workfront_is_called().await;
     app.crash();
     app.restart().await;
     let action = app.wait_for_status(&id, "succeeded").await;
