@@ -245,3 +245,56 @@ async fn an_api_key_that_expires_with_50_actions_pending_loses_none_of_them() {
         .count();
     assert_eq!(inactive, 50);
 }
+
+#[tokio::test]
+async fn a_tenant_that_moved_makes_actions_wait_until_base_url_is_fixed_and_the_process_restarted()
+{
+    // A base_url that only redirects, as Workfront does for a tenant moved to *.adobe.com.
+    let redirector = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::MOVED_PERMANENTLY,
+            [(
+                axum::http::header::LOCATION,
+                "https://acme.my.workfront.adobe.com/attask/api/v21.0/user/search",
+            )],
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let moved = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, redirector).await;
+    });
+    let mut app = spawn_app_with(options(&format!("[workfront]\nbase_url = \"{moved}\""))).await;
+    let id = app.terminate(Some("E-1043"), None).await;
+    let waiting = app
+        .wait_for_action(&id, "waiting for credentials", |a| {
+            a["reason"] == "workfront_auth"
+        })
+        .await;
+    assert_eq!(waiting["status"], "pending");
+    let ready: serde_json::Value = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "degraded");
+    assert!(ready["workfront_auth_problem"]
+        .as_str()
+        .unwrap()
+        .contains("acme.my.workfront.adobe.com"));
+    assert!(
+        app.sim.sim.requests().is_empty(),
+        "nothing reached the real tenant"
+    );
+    // The operator fixes base_url and restarts: the waiting action completes, none was lost.
+    app.settings.workfront.base_url = app.sim.base_url().parse().unwrap();
+    app.restart().await;
+    let done = app.wait_for_status(&id, "succeeded").await;
+    assert_eq!(done["reason"], "deactivated");
+    assert_eq!(app.is_active(JOHN), Some(false));
+    server.abort();
+}
