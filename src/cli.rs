@@ -99,7 +99,6 @@ pub async fn check_config(file: Option<&Path>, connect: bool) -> ExitCode {
     let limiter = std::sync::Arc::new(crate::workfront::limit::Local::new(
         settings.workfront.max_concurrency,
         false,
-        crate::domain::clock::Clock::system(),
     ));
     let client = match crate::workfront::Client::new(&settings.workfront, limiter) {
         Ok(c) => c,

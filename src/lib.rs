@@ -87,12 +87,10 @@ impl Application {
                 .await?,
                 wf.max_concurrency,
                 wf.adaptive_concurrency,
-                clock.clone(),
             )),
             store::Backend::Sqlite => Arc::new(workfront::limit::Local::new(
                 wf.max_concurrency,
                 wf.adaptive_concurrency,
-                clock.clone(),
             )),
         };
         let client = workfront::Client::new(wf, limiter)?;

@@ -1,8 +1,9 @@
 //! The adaptive concurrency limit (AIMD), decided: Workfront caps concurrent requests per
 //! customer at a number offboard may not know. On a 429 the limit drops to `DECREASE` of itself
-//! (0.8: gentler than halving, so the fleet keeps most of its pace around the cap) — once per generation
-//! of calls: only a call that started after the last decrease can lower it again, so a burst of
-//! 429s from calls admitted under the old limit counts once, and an unknown cap is found within
+//! (0.8: gentler than halving, so the fleet keeps most of its pace around the cap) — once per
+//! generation of calls: a 429 lowers it only while the limit is still at least the number of
+//! slots the call was admitted under, so a burst of 429s from calls admitted under an older,
+//! higher limit (or a replica's stale copy of it) counts once, and an unknown cap is found within
 //! a few round trips. After a run of `RUN` × limit successes it grows by one, so it probes above
 //! the cap rarely. It never leaves `1..=max`.
 
@@ -12,9 +13,9 @@ pub const DECREASE: f64 = 0.8;
 /// Successes per unit of limit before the limit grows by one.
 pub const RUN: u64 = 32;
 
-/// The limit after a 429 on a call admitted at `admitted_ms`, given when it last decreased.
-pub fn after_rate_limited(limit: f64, last_decrease_ms: i64, admitted_ms: i64) -> Option<f64> {
-    (admitted_ms >= last_decrease_ms).then(|| (limit * DECREASE).max(1.0))
+/// The limit after a 429 on a call admitted when `admitted_slots` calls were allowed.
+pub fn after_rate_limited(limit: f64, admitted_slots: usize) -> Option<f64> {
+    (limit >= admitted_slots as f64).then(|| (limit * DECREASE).max(1.0))
 }
 
 /// The limit after `successes` in a row: one more per `RUN` × `limit` successes, at most `max`.
@@ -34,18 +35,18 @@ mod tests {
 
     #[test]
     fn a_429_lowers_the_limit_once_per_generation_of_calls_and_never_below_one() {
-        assert_eq!(after_rate_limited(10.0, 0, 5_000), Some(8.0));
+        assert_eq!(after_rate_limited(10.0, 10), Some(8.0));
         assert_eq!(
-            after_rate_limited(5.0, 5_000, 4_900),
+            after_rate_limited(8.0, 10),
             None,
-            "admitted before the decrease"
+            "admitted under the older limit"
         );
         assert_eq!(
-            after_rate_limited(5.0, 5_000, 5_100),
-            Some(4.0),
-            "admitted after it"
+            after_rate_limited(8.0, 8),
+            Some(6.4),
+            "admitted under the current one"
         );
-        assert_eq!(after_rate_limited(1.0, 0, 5_000), Some(1.0));
+        assert_eq!(after_rate_limited(1.0, 1), Some(1.0));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::domain::clock::Clock;
 /// The advisory-lock keys of the slots start here (slot `k` is `BASE + k`).
 const BASE: i64 = 0x0ff5_0000;
 /// How long a replica trusts its copy of the fleet's limit.
-const LIMIT_TTL: Duration = Duration::from_millis(250);
+const LIMIT_TTL: Duration = Duration::from_millis(100);
 
 pub struct FleetSlots {
     pool: AnyPool,
@@ -122,21 +122,21 @@ impl FleetSlots {
         })
     }
 
-    /// Lowers the fleet's limit (not below 1) if it has not decreased since `admitted_ms`, in
-    /// one statement, so replicas that see 429s at once lower it once (the rule of
+    /// Lowers the fleet's limit (not below 1) while it is still at least `admitted_slots`, in one
+    /// statement, so replicas that see 429s at once lower it once per generation (the rule of
     /// `domain::concurrency::after_rate_limited`, applied where the shared value lives).
-    pub async fn lower_unless_lowered_since(
+    pub async fn lower_if_still_at_least(
         &self,
-        admitted_ms: i64,
+        admitted_slots: usize,
     ) -> Result<Option<f64>, StoreError> {
         let row = sqlx::query(
-            "UPDATE fleet_limit SET lim = GREATEST(1.0, LEAST(lim, $3) * $4), decreased_at = $1 \
-             WHERE id = 1 AND decreased_at <= $2 RETURNING lim",
+            "UPDATE fleet_limit SET lim = GREATEST(1.0, LEAST(lim, $1) * $2), decreased_at = $3 \
+             WHERE id = 1 AND LEAST(lim, $1) >= $4 RETURNING lim",
         )
-        .bind(self.clock.now_ms())
-        .bind(admitted_ms)
         .bind(self.max as f64)
         .bind(crate::domain::concurrency::DECREASE)
+        .bind(self.clock.now_ms())
+        .bind(admitted_slots as f64)
         .fetch_optional(&self.pool)
         .await?;
         self.remember(row)

@@ -11,22 +11,21 @@ use futures_core::future::BoxFuture;
 use tokio::sync::Notify;
 
 use super::Failure;
-use crate::domain::clock::Clock;
 use crate::domain::concurrency;
 use crate::store::FleetSlots;
 
 /// A reserved place for one call; given back when dropped.
 pub struct Permit {
     _held: Box<dyn Send>,
-    /// When it was granted (ms): a 429 on this call lowers the limit only if the call was
-    /// admitted after the last decrease.
-    pub admitted_ms: i64,
+    /// How many calls the limit allowed when it was granted: a 429 on this call lowers the
+    /// limit only while it is still at least that.
+    pub admitted_slots: usize,
 }
 
 pub trait Limiter: Send + Sync {
     fn acquire(&self) -> BoxFuture<'_, Result<Permit, Failure>>;
-    /// Workfront answered 429 to a call admitted at `admitted_ms`: slow down.
-    fn rate_limited(&self, admitted_ms: i64) -> BoxFuture<'_, ()>;
+    /// Workfront answered 429 to a call admitted under `admitted_slots`: slow down.
+    fn rate_limited(&self, admitted_slots: usize) -> BoxFuture<'_, ()>;
     /// A call got an answer that was not a 429.
     fn succeeded(&self) -> BoxFuture<'_, ()>;
     /// The current limit (for the `offboard_workfront_concurrency_limit` gauge).
@@ -37,14 +36,12 @@ struct LocalState {
     limit: f64,
     in_flight: usize,
     successes: u64,
-    last_decrease_ms: i64,
 }
 
 /// The limit kept in this process.
 pub struct Local {
     max: usize,
     adaptive: bool,
-    clock: Clock,
     state: std::sync::Arc<Mutex<LocalState>>,
     freed: std::sync::Arc<Notify>,
 }
@@ -62,16 +59,14 @@ impl Drop for LocalPermit {
 }
 
 impl Local {
-    pub fn new(max: usize, adaptive: bool, clock: Clock) -> Local {
+    pub fn new(max: usize, adaptive: bool) -> Local {
         Local {
             max,
             adaptive,
-            clock,
             state: std::sync::Arc::new(Mutex::new(LocalState {
                 limit: max as f64,
                 in_flight: 0,
                 successes: 0,
-                last_decrease_ms: i64::MIN / 2,
             })),
             freed: std::sync::Arc::new(Notify::new()),
         }
@@ -85,14 +80,15 @@ impl Limiter for Local {
                 let freed = self.freed.notified();
                 {
                     let mut s = self.state.lock().unwrap();
-                    if s.in_flight < concurrency::slots(s.limit, self.max) {
+                    let slots = concurrency::slots(s.limit, self.max);
+                    if s.in_flight < slots {
                         s.in_flight += 1;
                         return Ok(Permit {
                             _held: Box::new(LocalPermit {
                                 state: self.state.clone(),
                                 freed: self.freed.clone(),
                             }),
-                            admitted_ms: self.clock.now_ms(),
+                            admitted_slots: slots,
                         });
                     }
                 }
@@ -102,15 +98,12 @@ impl Limiter for Local {
         })
     }
 
-    fn rate_limited(&self, admitted_ms: i64) -> BoxFuture<'_, ()> {
+    fn rate_limited(&self, admitted_slots: usize) -> BoxFuture<'_, ()> {
         if self.adaptive {
             let mut s = self.state.lock().unwrap();
             s.successes = 0;
-            if let Some(lim) =
-                concurrency::after_rate_limited(s.limit, s.last_decrease_ms, admitted_ms)
-            {
+            if let Some(lim) = concurrency::after_rate_limited(s.limit, admitted_slots) {
                 s.limit = lim;
-                s.last_decrease_ms = self.clock.now_ms();
             }
         }
         Box::pin(async {})
@@ -138,7 +131,6 @@ pub struct Fleet {
     slots: FleetSlots,
     max: usize,
     adaptive: bool,
-    clock: Clock,
     successes: Mutex<u64>,
     freed: std::sync::Arc<Notify>,
 }
@@ -155,12 +147,11 @@ impl Drop for FleetPermit {
 }
 
 impl Fleet {
-    pub fn new(slots: FleetSlots, max: usize, adaptive: bool, clock: Clock) -> Fleet {
+    pub fn new(slots: FleetSlots, max: usize, adaptive: bool) -> Fleet {
         Fleet {
             slots,
             max,
             adaptive,
-            clock,
             successes: Mutex::new(0),
             freed: std::sync::Arc::new(Notify::new()),
         }
@@ -190,7 +181,7 @@ impl Limiter for Fleet {
                                 _slot: slot,
                                 freed: self.freed.clone(),
                             }),
-                            admitted_ms: self.clock.now_ms(),
+                            admitted_slots: n,
                         })
                     }
                     Ok(None) => {}
@@ -207,13 +198,13 @@ impl Limiter for Fleet {
         })
     }
 
-    fn rate_limited(&self, admitted_ms: i64) -> BoxFuture<'_, ()> {
+    fn rate_limited(&self, admitted_slots: usize) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if !self.adaptive {
                 return;
             }
             *self.successes.lock().unwrap() = 0;
-            match self.slots.lower_unless_lowered_since(admitted_ms).await {
+            match self.slots.lower_if_still_at_least(admitted_slots).await {
                 Ok(Some(lim)) => tracing::info!(
                     limit = lim,
                     "Workfront answered 429: the fleet's limit is lowered"

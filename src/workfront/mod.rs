@@ -367,13 +367,13 @@ impl Client {
                 tracing::info!("Workfront refused the credentials; renewing them once");
                 self.auth.invalidate(attach.generation);
             }
-            let admitted_ms = permit.admitted_ms;
+            let admitted_slots = permit.admitted_slots;
             drop(permit);
             match &result {
                 // 429 is "slow down", not a failure: lower the limit and try again shortly,
                 // honouring Retry-After, a few times within this call.
                 Err(Failure::RateLimited) => {
-                    self.limiter.rate_limited(admitted_ms).await;
+                    self.limiter.rate_limited(admitted_slots).await;
                     if slowed >= RATE_LIMIT_RETRIES {
                         break;
                     }

@@ -519,7 +519,7 @@ async fn three_replicas_never_exceed_the_fleet_cap_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hidden_cap_is_found_with_few_429s_and_the_limit_settles_near_it() {
     let Some(pg) = postgres_url() else { return };
-    let (peak, limited, total, limit) = three_replicas_against_a_cap(&pg, 3, 10, 300).await;
+    let (peak, limited, total, limit) = three_replicas_against_a_cap(&pg, 3, 10, 600).await;
     let share = limited as f64 / total as f64;
     eprintln!(
         "hidden cap 3, max_concurrency 10: peak {peak}, {limited} 429s of {total} ({:.1}%), limit {limit}",
