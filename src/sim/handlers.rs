@@ -90,6 +90,10 @@ async fn admit(st: Shared, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let shown_query = redact_key(&query);
+    let is_write = method == "PUT";
+    if is_write {
+        st.writes_in_flight.fetch_add(1, Ordering::SeqCst);
+    }
     let admitted = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let response = if admitted > st.config.max_concurrency {
         wf_error(
@@ -102,6 +106,9 @@ async fn admit(st: Shared, req: Request, next: Next) -> Response {
         handle(&st, req, next, &query).await
     };
     st.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if is_write {
+        st.writes_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
     st.log.lock().unwrap().push(LoggedRequest {
         method,
         path,

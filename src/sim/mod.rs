@@ -157,6 +157,8 @@ pub struct SimState {
     pub(crate) tokens: Mutex<Vec<auth::Issued>>,
     pub(crate) tokens_issued: AtomicUsize,
     pub(crate) in_flight: AtomicUsize,
+    /// PUTs being answered right now.
+    pub(crate) writes_in_flight: AtomicUsize,
     pub(crate) max_in_flight: AtomicUsize,
     pub(crate) config: SimConfig,
 }
@@ -179,6 +181,7 @@ impl Sim {
                 tokens: Mutex::new(Vec::new()),
                 tokens_issued: AtomicUsize::new(0),
                 in_flight: AtomicUsize::new(0),
+                writes_in_flight: AtomicUsize::new(0),
                 max_in_flight: AtomicUsize::new(0),
                 config,
             }),
@@ -243,6 +246,11 @@ impl Sim {
     /// Ends every token issued so far (as if their lifetime had passed).
     pub fn expire_tokens(&self) {
         self.state.tokens.lock().unwrap().clear();
+    }
+
+    /// PUTs (writes) being answered right now.
+    pub fn writes_in_flight(&self) -> usize {
+        self.state.writes_in_flight.load(Ordering::SeqCst)
     }
 
     /// Workfront requests being answered right now.

@@ -156,6 +156,12 @@ async fn kill_nine_during_a_run(db: String, dir: &std::path::Path) {
     let mut kills = 0;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(150..700))).await;
+        // Then kill while a write is on the wire (if one comes within a second), so the kills
+        // really interrupt writes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while sim.sim.writes_in_flight() == 0 && tokio::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
         replica.kill9();
         kills += 1;
         replica.restart().await;
