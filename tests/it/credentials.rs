@@ -221,15 +221,7 @@ async fn an_api_key_that_expires_with_50_actions_pending_loses_none_of_them() {
         })
         .await;
     }
-    let ready: serde_json::Value = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = app.readyz().await;
     assert_eq!(ready["status"], "degraded");
     app.sim.sim.set_api_key(Some(API_KEY.into()));
     for id in &ids {
@@ -272,15 +264,7 @@ async fn a_tenant_that_moved_makes_actions_wait_until_base_url_is_fixed_and_the_
         })
         .await;
     assert_eq!(waiting["status"], "pending");
-    let ready: serde_json::Value = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = app.readyz().await;
     assert_eq!(ready["status"], "degraded");
     assert!(ready["workfront_auth_problem"]
         .as_str()

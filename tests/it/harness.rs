@@ -379,6 +379,18 @@ impl TestApp {
         }
     }
 
+    /// `GET /readyz` as JSON.
+    pub async fn readyz(&self) -> Value {
+        self.http
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Moves the service's clock forward (instead of waiting for time to pass).
     pub fn advance(&self, by: Duration) {
         self.clock.advance(by);
@@ -528,4 +540,36 @@ pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Runs `offboard sign --source SOURCE --config CONFIG` with `body` on standard input and returns
+/// the headers it prints.
+pub fn sign_with_cli(config: &std::path::Path, source: &str, body: &str) -> Vec<(String, String)> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .env_remove("OFFBOARD_CONFIG")
+        .args(["sign", "--source", source, "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "offboard sign --source {source} failed"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_once(": ")
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
 }

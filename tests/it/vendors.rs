@@ -3,8 +3,7 @@
 //! event, a wrong signature or token (401, nothing stored, no Workfront call), replays and
 //! duplicates, handshakes, and `check-config` / `offboard sign` for all nine kinds at once.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -487,29 +486,7 @@ async fn offboard_sign_prints_headers_the_service_accepts_for_every_kind() {
         ),
     ];
     for (source, body) in cases {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_offboard"))
-            .env_remove("OFFBOARD_CONFIG")
-            .args(["sign", "--source", source, "--config"])
-            .arg(&path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(body.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{source}");
-        let headers: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                l.split_once(": ")
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect();
+        let headers = sign_with_cli(&path, source, body);
         let a = app.post_to(source, "", &headers, body).await;
         assert_eq!(a.status, StatusCode::ACCEPTED, "{source}: {}", a.body);
     }
