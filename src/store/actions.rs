@@ -11,6 +11,16 @@ pub(super) const ACTION_COLS: &str = "id, kind, status, reason, due_at, run_at, 
     employee_id, email, employee_name, wf_user_id, wf_user_name, wf_user_email, candidates, attempts, \
     write_sent, lease_owner, prev_owner, last_error, done_at, approved, delivery_id";
 
+/// When the action in `table` may next be claimed (NULL: never, it rests), exactly as indexed by
+/// `actions_claimable` (migration 0007): the databases use an index on an expression only for the
+/// same expression.
+fn claimable(table: &str) -> String {
+    format!(
+        "(CASE WHEN {table}.status IN ('scheduled', 'pending') THEN {table}.run_at \
+         WHEN {table}.status = 'in_progress' THEN {table}.lease_until END)"
+    )
+}
+
 /// A change to an action made by the worker that holds its lease. `None` leaves a column alone.
 #[derive(Debug, Clone, Default)]
 pub struct Update {
@@ -57,19 +67,24 @@ impl Store {
         };
         // One action per employee at a time, in order: an action is not claimed while another
         // action of the same employee (same employee id, or same email ignoring case) is being
-        // worked on, or is runnable and older.
+        // worked on, or is claimable and older.
+        //
+        // Flat in the backlog: the outer query walks the `actions_claimable` index in order and
+        // stops after `limit` actions it may take; the per-employee check looks only at that
+        // employee's own actions (through the employee id and email indexes). A lease that ends
+        // at `now` has run out.
         let sql = format!(
             "UPDATE actions SET status = 'in_progress', prev_owner = lease_owner, lease_owner = $1, lease_until = $2, \
              updated_at = $3, attempts = attempts + 1 \
              WHERE id IN (SELECT a.id FROM actions a \
-               WHERE ((a.status IN ('scheduled', 'pending') AND a.run_at <= $3) OR (a.status = 'in_progress' AND a.lease_until < $3)) \
+               WHERE {claimable_a} <= $3 \
                AND NOT EXISTS (SELECT 1 FROM actions b WHERE b.id <> a.id \
                  AND ((a.employee_id IS NOT NULL AND b.employee_id = a.employee_id) OR (a.email_lc IS NOT NULL AND b.email_lc = a.email_lc)) \
-                 AND ((b.status = 'in_progress' AND b.lease_until >= $3) \
-                   OR (b.id < a.id AND ((b.status IN ('scheduled', 'pending') AND b.run_at <= $3) \
-                     OR (b.status = 'in_progress' AND b.lease_until < $3))))) \
-               ORDER BY a.run_at LIMIT $4{lock}) \
-             RETURNING {ACTION_COLS}"
+                 AND ((b.status = 'in_progress' AND b.lease_until > $3) OR (b.id < a.id AND {claimable_b} <= $3))) \
+               ORDER BY {claimable_a} LIMIT $4{lock}) \
+             RETURNING {ACTION_COLS}",
+            claimable_a = claimable("a"),
+            claimable_b = claimable("b"),
         );
         let rows = sqlx::query(&sql)
             .bind(owner)
@@ -193,10 +208,10 @@ impl Store {
 
     /// The earliest time at which something becomes runnable, if anything waits.
     pub async fn next_run_at(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(t) AS t FROM (SELECT MIN(run_at) AS t FROM actions WHERE status IN ('scheduled', 'pending') \
-             UNION ALL SELECT MIN(lease_until) AS t FROM actions WHERE status = 'in_progress') AS u",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT MIN({c}) AS t FROM actions WHERE {c} IS NOT NULL",
+            c = claimable("actions")
+        ))
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get::<Option<i64>, _>("t")?)

@@ -23,6 +23,7 @@ const SQLITE: &[(i64, &str, &str)] = embed!("sqlite":
     4 "action delivery" "0004_action_delivery.sql",
     5 "reactivation brake" "0005_reactivation_brake.sql",
     6 "fleet limit" "0006_fleet_limit.sql",
+    7 "claimable" "0007_claimable.sql",
 );
 const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     1 "init" "0001_init.sql",
@@ -31,6 +32,7 @@ const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     4 "action delivery" "0004_action_delivery.sql",
     5 "reactivation brake" "0005_reactivation_brake.sql",
     6 "fleet limit" "0006_fleet_limit.sql",
+    7 "claimable" "0007_claimable.sql",
 );
 
 #[derive(Debug)]
