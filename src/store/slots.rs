@@ -98,28 +98,43 @@ impl FleetSlots {
         self.cached.lock().unwrap().0
     }
 
-    /// Takes a free slot among the first `n`, if any; none when all are held.
-    pub async fn try_take(&self, n: usize) -> Result<Option<Slot>, StoreError> {
+    /// Takes a free slot among the first `n`, if any; none when all are held. With `adaptive`,
+    /// `n` is the fleet's limit read in the same statement, so a limit another replica lowered a
+    /// moment ago holds at once (a cached copy would admit calls above it until it expired).
+    /// Returns the slot and the number of slots it was admitted under.
+    pub async fn try_take(&self, adaptive: bool) -> Result<Option<(Slot, usize)>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let start = fastrand::i64(0..n as i64);
+        let start = fastrand::i64(0..self.max as i64);
         // Scanning from a random slot spreads replicas over the slots; LIMIT 1 stops at the
         // first lock taken.
         let row = sqlx::query(
-            "SELECT k FROM (SELECT ((g + $3) % $1) AS k FROM generate_series(0, $1 - 1) AS g) s \
-             WHERE pg_try_advisory_lock($2 + k) LIMIT 1",
+            "WITH l AS (SELECT lim, CAST(CASE WHEN $4 = 1 THEN GREATEST(1, LEAST($1, FLOOR(lim))) \
+             ELSE $1 END AS BIGINT) AS n FROM fleet_limit WHERE id = 1) \
+             SELECT s.k, l.n, l.lim FROM l, LATERAL (SELECT (g + $3) % l.n AS k \
+             FROM generate_series(0, l.n - 1) AS g) s \
+             WHERE pg_try_advisory_lock($2 + s.k) LIMIT 1",
         )
-        .bind(n as i64)
+        .bind(self.max as i64)
         .bind(BASE)
         .bind(start)
+        .bind(adaptive as i64)
         .fetch_optional(&mut *conn)
         .await?;
-        Ok(match row {
-            Some(r) => Some(Slot {
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let n: i64 = r.try_get("n")?;
+        if adaptive {
+            let lim: f64 = r.try_get("lim")?;
+            *self.cached.lock().unwrap() = (lim.clamp(1.0, self.max as f64), Instant::now());
+        }
+        Ok(Some((
+            Slot {
                 key: BASE + r.try_get::<i64, _>("k")?,
                 conn: Some(conn),
-            }),
-            None => None,
-        })
+            },
+            n as usize,
+        )))
     }
 
     /// Lowers the fleet's limit (not below 1) while it is still at least `admitted_slots`, in one
@@ -142,12 +157,17 @@ impl FleetSlots {
         self.remember(row)
     }
 
-    /// Raises the fleet's limit by one, never above `max`.
-    pub async fn raise(&self) -> Result<Option<f64>, StoreError> {
+    /// Raises the fleet's limit by one, never above `max` — unless it changed since this
+    /// replica read `from`: every replica counts its own successes, and without this guard
+    /// replicas that finish their runs together would raise it once each, probing above the
+    /// cap several steps at a time.
+    pub async fn raise_from(&self, from: f64) -> Result<Option<f64>, StoreError> {
         let row = sqlx::query(
-            "UPDATE fleet_limit SET lim = LEAST($1, lim + 1.0) WHERE id = 1 RETURNING lim",
+            "UPDATE fleet_limit SET lim = LEAST($1, lim + 1.0) WHERE id = 1 AND lim = $2 \
+             RETURNING lim",
         )
         .bind(self.max as f64)
+        .bind(from)
         .fetch_optional(&self.pool)
         .await?;
         self.remember(row)

@@ -156,16 +156,6 @@ impl Fleet {
             freed: std::sync::Arc::new(Notify::new()),
         }
     }
-
-    async fn current(&self) -> Result<f64, Failure> {
-        if !self.adaptive {
-            return Ok(self.max as f64);
-        }
-        self.slots
-            .limit()
-            .await
-            .map_err(|e| Failure::Connect(format!("cannot read the fleet's Workfront limit: {e}")))
-    }
 }
 
 impl Limiter for Fleet {
@@ -173,9 +163,8 @@ impl Limiter for Fleet {
         Box::pin(async move {
             loop {
                 let freed = self.freed.notified();
-                let n = concurrency::slots(self.current().await?, self.max);
-                match self.slots.try_take(n).await {
-                    Ok(Some(slot)) => {
+                match self.slots.try_take(self.adaptive).await {
+                    Ok(Some((slot, n))) => {
                         return Ok(Permit {
                             _held: Box::new(FleetPermit {
                                 _slot: slot,
@@ -233,7 +222,7 @@ impl Limiter for Fleet {
                 r
             };
             if raise.is_some() {
-                if let Err(e) = self.slots.raise().await {
+                if let Err(e) = self.slots.raise_from(lim).await {
                     tracing::warn!(error = %e, "cannot raise the fleet's Workfront limit");
                 }
             }
