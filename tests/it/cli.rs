@@ -4,6 +4,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::harness::*;
+use crate::wait;
+
+const TEN_SECONDS: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn offboard() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_offboard"));
@@ -407,16 +410,16 @@ async fn the_simulator_serves_a_users_file_and_refuses_bad_faults() {
         .unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let found: serde_json::Value = loop {
-        match http.get(format!("{base}/attask/api/v21.0/user/search?emailAddr=A@B.EXAMPLE&emailAddr_Mod=cieq&fields=isActive")).header("apiKey", "k").send().await {
-            Ok(r) => break r.json().await.unwrap(),
-            Err(_) => {
-                assert!(std::time::Instant::now() < deadline, "the simulator did not start");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let search = format!("{base}/attask/api/v21.0/user/search?emailAddr=A@B.EXAMPLE&emailAddr_Mod=cieq&fields=isActive");
+    let (http, search) = (&http, &search);
+    let found: serde_json::Value =
+        wait::until("the simulator to start", TEN_SECONDS, || async move {
+            match http.get(search).header("apiKey", "k").send().await {
+                Ok(r) => Ok(r.json().await.unwrap()),
+                Err(e) => Err(e.to_string()),
             }
-        }
-    };
+        })
+        .await;
     assert_eq!(found["data"][0]["ID"], "abc");
     assert_eq!(found["data"][0]["isActive"], true);
     let unauth = http
@@ -454,14 +457,15 @@ async fn the_simulator_binary_serves_the_jwt_exchange_that_check_config_connect_
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while reqwest::get(format!("{base}/__sim/users")).await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the simulator did not start"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let users = format!("{base}/__sim/users");
+    let users = &users;
+    wait::until("the simulator to start", TEN_SECONDS, || async move {
+        reqwest::get(users)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(
         &dir,

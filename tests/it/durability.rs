@@ -14,16 +14,32 @@ use tokio_util::sync::CancellationToken;
 
 use crate::harness::{database_url, fresh_postgres_database, postgres_url, ADMIN_TOKEN};
 use crate::processes::*;
+use crate::wait;
 
-async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+async fn wait_for(what: &str, secs: u64, done: impl FnMut() -> bool) {
+    wait::until_true(what, Duration::from_secs(secs), done).await
+}
+
+/// Waits until every action listed by `base` satisfies `settled`, `n` of them, and returns them.
+async fn wait_for_actions(
+    what: &str,
+    secs: u64,
+    base: &str,
+    n: usize,
+    settled: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let http = reqwest::Client::new();
+    let (http, settled) = (&http, &settled);
+    wait::until(what, Duration::from_secs(secs), || async move {
+        let actions = all_actions(http, base).await;
+        let open = actions.iter().filter(|a| !settled(a)).count();
+        if actions.len() == n && open == 0 {
+            Ok(actions)
+        } else {
+            Err(format!("{} actions, {open} not settled", actions.len()))
+        }
+    })
+    .await
 }
 
 /// Sends terminations `range` to the bases round-robin, each until the service acknowledges it.
@@ -35,21 +51,24 @@ async fn send_all(bases: Vec<String>, range: std::ops::Range<usize>, parallel: u
         let permit = permits.clone().acquire_owned().await.unwrap();
         let (http, bases) = (http.clone(), bases.clone());
         tasks.spawn(async move {
+            // Like a sender, try again (on the next replica) until the service acknowledges it;
+            // a refusal other than "unavailable" is a defect.
             let mut attempt = 0;
-            loop {
-                let base = &bases[(i + attempt) % bases.len()];
-                let status = send_termination(&http, base, i).await;
-                if status == 202 || status == 200 {
-                    break;
-                }
-                assert!(
-                    status == 0 || status >= 500,
-                    "termination {i} refused with {status}"
-                );
+            let what = format!("termination {i} to be acknowledged");
+            wait::until(&what, Duration::from_secs(30), || {
+                let (http, base) = (http.clone(), bases[(i + attempt) % bases.len()].clone());
                 attempt += 1;
-                assert!(attempt < 400, "termination {i} never acknowledged");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+                async move {
+                    match send_termination(&http, &base, i).await {
+                        202 | 200 => Ok(()),
+                        s => {
+                            assert!(s == 0 || s >= 500, "termination {i} refused with {s}");
+                            Err(format!("{base} answered {s}"))
+                        }
+                    }
+                }
+            })
+            .await;
             drop(permit);
         });
     }
@@ -115,23 +134,10 @@ async fn the_brake_holds_across_replicas() {
     }
     let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
     send_all(bases.clone(), 0..30, 30).await;
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let actions = loop {
-        let actions = all_actions(&http, &bases[0]).await;
-        if actions.len() == 30
-            && actions
-                .iter()
-                .all(|a| a["status"] == "succeeded" || a["status"] == "held")
-        {
-            break actions;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "actions did not settle"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let actions = wait_for_actions("the actions to settle", 60, &bases[0], 30, |a| {
+        a["status"] == "succeeded" || a["status"] == "held"
+    })
+    .await;
     let held = actions
         .iter()
         .filter(|a| a["reason"] == "rate_brake")
@@ -154,8 +160,13 @@ async fn kill_nine_during_a_run(db: String, dir: &std::path::Path) {
     let base = replica.base.clone();
     let sender = tokio::spawn(send_all(vec![base.clone()], 0..n, 8));
     let mut kills = 0;
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(150..700))).await;
+    for k in 0..4 {
+        // Kill at a random point of the run: after a random share of the users are written.
+        let target = k * n / 5 + fastrand::usize(1..n / 5);
+        wait_for("progress before the next kill", 60, || {
+            inactive_count(&sim) >= target
+        })
+        .await;
         // Then kill while a write is on the wire (if one comes within a second), so the kills
         // really interrupt writes.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
@@ -180,24 +191,9 @@ async fn kill_nine_during_a_run(db: String, dir: &std::path::Path) {
         twice.is_empty(),
         "users not written exactly once: {twice:?}"
     );
+    let what = format!("every action to succeed after {kills} kills");
+    wait_for_actions(&what, 30, &base, n, |a| a["status"] == "succeeded").await;
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let actions = all_actions(&http, &base).await;
-        let stuck: Vec<&Value> = actions
-            .iter()
-            .filter(|a| a["status"] != "succeeded")
-            .collect();
-        if actions.len() == n && stuck.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} actions not succeeded after {kills} kills",
-            stuck.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // The kills really interrupted work: actions were resumed from a dead process, and writes
     // landed whose answers the dead process never read.
     let (mut resumed, mut lost_answers) = (0, 0);
@@ -331,18 +327,18 @@ async fn the_database_going_away_makes_webhooks_503_and_service_recovers_by_itse
     assert_eq!(ready.status().as_u16(), 503);
 
     proxy.restore();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = send_termination(&http, &replica.base, 1).await;
-        if s == 202 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "did not recover (last {s})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (http, base) = (&http, &replica.base);
+    wait::until(
+        "intake to recover",
+        Duration::from_secs(30),
+        || async move {
+            match send_termination(http, base, 1).await {
+                202 => Ok(()),
+                s => Err(format!("answered {s}")),
+            }
+        },
+    )
+    .await;
     wait_for("both users inactive", 30, || inactive_count(&sim) == 2).await;
 }
 

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use offboard::sim::SimConfig;
 
 use crate::harness::*;
+use crate::wait;
 
 fn event(kind: &str, employee_id: &str, at: jiff::Timestamp, effective: Option<&str>) -> String {
     json!({"type": kind, "timestamp": at.to_string(),
@@ -491,18 +492,18 @@ async fn the_retention_task_purges_bodies_on_its_schedule_without_a_restart() {
     let id = app.terminate(Some("E-1043"), None).await;
     let action = app.wait_for_status(&id, "succeeded").await;
     let delivery = action["events"][0]["delivery_id"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = app.app().store().delivery_body(delivery).await.unwrap();
-        if body.is_none() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the body was not purged on schedule"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let app = &app;
+    wait::until(
+        "the body to be purged on schedule",
+        Duration::from_secs(10),
+        || async move {
+            match app.app().store().delivery_body(delivery).await.unwrap() {
+                None => Ok(()),
+                Some(_) => Err("the body is still stored".into()),
+            }
+        },
+    )
+    .await;
     // The audit trail stays readable.
     let again = app.admin_get_action(&id).await;
     assert_eq!(again["status"], "succeeded");
@@ -523,25 +524,24 @@ async fn shutdown_refuses_new_deliveries_and_gives_back_what_it_did_not_finish()
     let running = app.app.take().unwrap();
     let base = app.base.clone();
     let stopping = tokio::spawn(running.stop());
-    let refuse_by = tokio::time::Instant::now() + Duration::from_secs(10);
-    // Give the stop a moment to close the listener, then try to deliver.
-    let late = loop {
-        let r = reqwest::Client::new()
-            .post(format!("{base}/webhooks/hr"))
-            .body("{}")
-            .send()
-            .await;
-        match r {
-            Err(e) => break e,
-            Ok(_) => {
-                assert!(
-                    tokio::time::Instant::now() < refuse_by,
-                    "still accepting during shutdown"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await
+    // The stop closes the listener within moments: deliveries are refused from then on.
+    let base = &base;
+    let late = wait::until(
+        "the listener to close",
+        Duration::from_secs(10),
+        || async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/webhooks/hr"))
+                .body("{}")
+                .send()
+                .await;
+            match r {
+                Err(e) => Ok(e),
+                Ok(r) => Err(format!("still accepting during shutdown: {}", r.status())),
             }
-        }
-    };
+        },
+    )
+    .await;
     assert!(late.is_connect() || late.is_request(), "{late}");
     stopping.await.unwrap();
     // The in-flight call finished (or its lease was given back): a new process completes it at

@@ -14,6 +14,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
+use crate::wait;
+
 pub const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 pub const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -317,18 +319,16 @@ impl TestApp {
         what: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        let done = &done;
+        wait::until(what, Duration::from_secs(10), || async move {
             let a = self.admin_get_action(id).await;
             if done(&a) {
-                return a;
+                Ok(a)
+            } else {
+                Err(format!("action is {a:#}"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; action is {a:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Waits until the action reaches `status`.
@@ -369,14 +369,12 @@ impl TestApp {
 
     /// Waits until the simulator is answering a Workfront call (10 s at most).
     pub async fn wait_until_workfront_is_called(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.sim.sim.state_in_flight() == 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the worker never called Workfront"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        wait::until_true(
+            "the worker to call Workfront",
+            Duration::from_secs(10),
+            || self.sim.sim.state_in_flight() > 0,
+        )
+        .await;
     }
 
     /// `GET /readyz` as JSON.
@@ -494,18 +492,15 @@ impl Receiver {
 
     /// Waits until a notification matching `pred` arrived.
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(v) = self.received().into_iter().find(|v| pred(v)) {
-                return v;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no notification {what}; got {:?}",
-                self.received()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let pred = &pred;
+        wait::until(what, Duration::from_secs(10), || async move {
+            let got = self.received();
+            got.iter()
+                .find(|v| pred(v))
+                .cloned()
+                .ok_or_else(|| format!("notifications {got:?}"))
+        })
+        .await
     }
 }
 

@@ -12,4 +12,5 @@ mod operator;
 mod pipeline;
 mod processes;
 mod vendors;
+mod wait;
 mod webhooks;

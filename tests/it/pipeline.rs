@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::harness::*;
+use crate::wait;
 
 fn fault(status: u16, count: u32) -> Fault {
     Fault {
@@ -448,11 +449,10 @@ async fn an_expired_key_keeps_the_action_waiting_and_work_resumes_when_it_works_
             .filter(|r| r.status == 401)
             .count()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while probes() < 3 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until_true("three probes answered 401", Duration::from_secs(10), || {
+        probes() >= 3
+    })
+    .await;
     // Still waiting (pending, or in progress for the next probe), never failed.
     let waiting = app.admin_get_action(&id).await;
     assert!(

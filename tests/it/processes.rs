@@ -9,6 +9,7 @@ use offboard::sim::{Sim, SimConfig};
 use serde_json::{json, Map, Value};
 
 use crate::harness::{signed_headers, ADMIN_TOKEN, API_KEY, SECRET};
+use crate::wait;
 
 pub struct Replica {
     pub child: Option<Child>,
@@ -77,20 +78,16 @@ impl Replica {
         self.child = Some(child);
         self.base = format!("http://127.0.0.1:{}", self.port);
         let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+        let (http, base) = (&http, &self.base);
+        let what = format!("the replica on {base} to become ready");
+        wait::until(&what, Duration::from_secs(20), || async move {
+            match http.get(format!("{base}/readyz")).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("readyz {}", r.status())),
+                Err(e) => Err(e.to_string()),
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "replica on {} did not become ready",
-                self.base
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// SIGKILL: no clean-up at all.
