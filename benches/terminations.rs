@@ -1,22 +1,25 @@
 //! Throughput, CPU and memory for a burst of terminations.
 //!
-//! Runs the release `offboard serve` as its own process (so its CPU time and memory are its own)
-//! against an in-process Workfront simulator holding N users, sends N signed terminations, and
-//! waits until all N users are inactive. Prints: acknowledgement latency, time to the last
-//! deactivation, CPU milliseconds per termination, and resident memory idle before and after.
+//! Runs the release `offboard serve` and the `workfront-sim` simulator (holding N users) as
+//! processes of their own, so that neither the load generator nor the simulator takes CPU from
+//! the service's runtime or counts in its CPU time and memory. It sends N signed terminations
+//! from 32 concurrent senders and waits until all N users are inactive. Per run it prints:
+//! acknowledgement latency, time to the last deactivation against the floor (Workfront calls ×
+//! latency / cap), 429s, CPU milliseconds per termination, and resident memory; with
+//! `BENCH_REPEATS` > 1 also min / median / max of the main figures.
 //!
 //! `cargo bench --bench terminations` (N=500, SQLite). Environment: `BENCH_N`, `BENCH_LATENCY`
-//! (simulated Workfront latency, default 0ms), `BENCH_DATABASE_URL` (e.g. a PostgreSQL database),
-//! `BENCH_SIM_CAP` (the simulator's concurrency cap, default 10), `BENCH_MAX_CONCURRENCY`
-//! (offboard's `workfront.max_concurrency`, default 5). It also prints the 429s and the floor:
-//! Workfront calls × latency / cap.
+//! (simulated Workfront latency, default 0ms), `BENCH_DATABASE_URL` (e.g. a PostgreSQL database;
+//! each run's deliveries carry ids of their own, so runs can share it), `BENCH_SIM_CAP` (the
+//! simulator's concurrency cap, default 10), `BENCH_MAX_CONCURRENCY` (offboard's
+//! `workfront.max_concurrency`, default 5), `BENCH_REPEATS` (default 1).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use offboard::sim::{Sim, SimConfig};
+use offboard::sim::SimStats;
 use secrecy::ExposeSecret;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
@@ -27,14 +30,13 @@ fn proc_stat(pid: u32) -> (f64, u64) {
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
     let ticks = 100.0; // USER_HZ on Linux
-    let cpu = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|u| u.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let cpu = field(11) + field(12);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss_kib = status
         .lines()
@@ -53,56 +55,88 @@ impl Drop for Killed {
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let n: usize = std::env::var("BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
-    let latency = std::env::var("BENCH_LATENCY")
-        .ok()
-        .map(|v| offboard::config::parse_duration(&v).unwrap())
-        .unwrap_or(Duration::ZERO);
-    let env_usize = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let cap = env_usize("BENCH_SIM_CAP", 10);
-    let max_concurrency = env_usize("BENCH_MAX_CONCURRENCY", 5);
-    let users: Vec<Map<String, Value>> = (0..n)
-        .map(|i| {
-            serde_json::from_value(json!({"ID": format!("{i:032x}"), "name": format!("User {i}"), "emailAddr": format!("user{i}@example.com"),
-                "isActive": true, "isAdmin": false, "extRefID": format!("B-{i}")}))
-            .unwrap()
-        })
-        .collect();
-    let sim = Sim::new(SimConfig {
-        users,
-        latency,
-        max_concurrency: cap,
-        api_key: Some("bench-key".into()),
-        ..SimConfig::default()
-    })
-    .serve(([127, 0, 0, 1], 0).into())
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let db = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
+        .port()
+}
+
+/// Polls `url` until it answers 200 (30 s at most).
+async fn wait_ready(http: &reqwest::Client, url: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http
+        .get(url)
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "{what} did not become ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct Params {
+    n: usize,
+    latency: String,
+    cap: usize,
+    max_concurrency: usize,
+    db: Option<String>,
+}
+
+/// The figures of one run.
+struct Run {
+    acked_s: f64,
+    ack_p50_ms: f64,
+    ack_p99_ms: f64,
+    done_s: f64,
+    floor_s: f64,
+    stats: SimStats,
+    cpu_per_termination_ms: f64,
+    rss_idle_mib: f64,
+    rss_end_mib: f64,
+    call_ms: f64,
+}
+
+async fn run_once(p: &Params) -> Run {
+    let http = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let users: Vec<serde_json::Value> = (0..p.n)
+        .map(|i| {
+            json!({"ID": format!("{i:032x}"), "name": format!("User {i}"), "emailAddr": format!("user{i}@example.com"),
+                "isActive": true, "isAdmin": false, "extRefID": format!("B-{i}")})
+        })
+        .collect();
+    let users_file = dir.path().join("users.json");
+    std::fs::write(&users_file, serde_json::to_string(&users).unwrap()).unwrap();
+    let sim_port = free_port();
+    let sim_base = format!("http://127.0.0.1:{sim_port}");
+    let sim = Command::new(env!("CARGO_BIN_EXE_workfront-sim"))
+        .args(["--bind", &format!("127.0.0.1:{sim_port}")])
+        .arg("--users")
+        .arg(&users_file)
+        .args(["--latency", &p.latency])
+        .args(["--max-concurrency", &p.cap.to_string()])
+        .args(["--api-key", "bench-key"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("workfront-sim starts");
+    let _sim = Killed(sim);
+    wait_ready(&http, &format!("{sim_base}/__sim/stats"), "workfront-sim").await;
+
+    let port = free_port();
+    let db =
+        p.db.clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\n[database]\nurl = \"{db}\"\n[workfront]\nbase_url = \"{}\"\napi_key = \"bench-key\"\nmax_concurrency = {max_concurrency}\n\
-             [safety]\nbrake_max = 100000\n[log]\nlevel = \"warn\"\n[sources.hr]\nkind = \"standard\"\nsecret = \"{SECRET}\"\n",
-            sim.base_url()
+            "[server]\nbind = \"127.0.0.1:{port}\"\n[database]\nurl = \"{db}\"\n[workfront]\nbase_url = \"{sim_base}\"\napi_key = \"bench-key\"\nmax_concurrency = {}\n\
+             [safety]\nbrake_max = 1000000\n[log]\nlevel = \"warn\"\n[sources.hr]\nkind = \"standard\"\nsecret = \"{SECRET}\"\n",
+            p.max_concurrency
         ),
     )
     .unwrap();
@@ -115,32 +149,23 @@ async fn main() {
         .expect("offboard starts");
     let pid = child.id();
     let _guard = Killed(child);
-    let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "offboard did not become ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_ready(&http, &format!("{base}/readyz"), "offboard").await;
+    // Let start-up work settle before the idle reading.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (cpu_idle_ms, rss_idle) = proc_stat(pid);
 
     let key = offboard::config::decode_whsec(SECRET, "bench").unwrap();
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
     let started = Instant::now();
     let mut sends = tokio::task::JoinSet::new();
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
-    for i in 0..n {
+    for i in 0..p.n {
         let body =
             json!({"type": "employee.terminated", "timestamp": jiff::Timestamp::now().to_string(),
             "data": {"employee_id": format!("B-{i}"), "email": format!("user{i}@example.com")}})
             .to_string();
-        let id = format!("msg_bench_{i}");
+        let id = format!("msg_bench_{run_id}_{i}");
         let ts = jiff::Timestamp::now().as_second().to_string();
         let sig =
             offboard::sources::signature::sign(key.expose_secret(), &id, &ts, body.as_bytes());
@@ -167,56 +192,141 @@ async fn main() {
     );
     let mut lat: Vec<Duration> = acks.iter().map(|(_, d)| *d).collect();
     lat.sort();
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let stats_url = format!("{sim_base}/__sim/stats");
+    let stats = || async {
+        http.get(&stats_url)
+            .send()
+            .await
+            .unwrap()
+            .json::<SimStats>()
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let inactive = sim
-            .sim
-            .users()
-            .iter()
-            .filter(|u| u.get("isActive") == Some(&Value::Bool(false)))
-            .count();
-        if inactive == n {
+        let s = stats().await;
+        if s.inactive == p.n {
             break;
         }
-        assert!(Instant::now() < deadline, "only {inactive}/{n} deactivated");
+        assert!(
+            Instant::now() < deadline,
+            "only {}/{} deactivated",
+            s.inactive,
+            p.n
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let done = started.elapsed();
-    let (cpu_ms, rss_busy) = proc_stat(pid);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, rss_after) = proc_stat(pid);
-    let requests = sim.sim.requests();
-    let puts = requests.iter().filter(|r| r.method == "PUT").count();
-    let limited = requests.iter().filter(|r| r.status == 429).count();
-    let answered = requests.len() - limited;
-    let floor = answered as f64 * latency.as_secs_f64() / cap as f64;
+    let (cpu_ms, rss_end) = proc_stat(pid);
+    let stats = stats().await;
+    let latency = offboard::config::parse_duration(&p.latency).unwrap();
+    let answered = stats.requests - stats.rate_limited;
+    let floor = answered as f64 * latency.as_secs_f64() / p.cap as f64;
+    // A Workfront call as offboard saw it, the wait for a free slot included.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sum_of = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    let call_ms = sum_of("offboard_workfront_request_seconds_sum") * 1000.0
+        / sum_of("offboard_workfront_request_seconds_count").max(1.0);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Run {
+        acked_s: acked.as_secs_f64(),
+        ack_p50_ms: ms(lat[lat.len() / 2]),
+        ack_p99_ms: ms(lat[lat.len() * 99 / 100]),
+        done_s: done.as_secs_f64(),
+        floor_s: floor,
+        stats,
+        cpu_per_termination_ms: (cpu_ms - cpu_idle_ms) / p.n as f64,
+        rss_idle_mib: rss_idle as f64 / 1024.0,
+        rss_end_mib: rss_end as f64 / 1024.0,
+        call_ms,
+    }
+}
+
+/// min / median / max of `values`.
+fn spread(mut values: Vec<f64>) -> String {
+    values.sort_by(f64::total_cmp);
+    format!(
+        "{:.2} / {:.2} / {:.2}",
+        values[0],
+        values[values.len() / 2],
+        values[values.len() - 1]
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let env_usize = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let p = Params {
+        n: env_usize("BENCH_N", 500),
+        latency: std::env::var("BENCH_LATENCY").unwrap_or_else(|_| "0ms".into()),
+        cap: env_usize("BENCH_SIM_CAP", 10),
+        max_concurrency: env_usize("BENCH_MAX_CONCURRENCY", 5),
+        db: std::env::var("BENCH_DATABASE_URL").ok(),
+    };
+    let repeats = env_usize("BENCH_REPEATS", 1).max(1);
     println!(
-        "terminations:                 {n} (simulated Workfront latency {latency:?}, database {})",
-        if db.starts_with("sqlite") {
-            "SQLite"
-        } else {
-            "PostgreSQL"
-        }
+        "{} terminations, Workfront latency {}, cap {}, max_concurrency {}, database {}, {repeats} run(s)",
+        p.n,
+        p.latency,
+        p.cap,
+        p.max_concurrency,
+        if p.db.is_some() { "PostgreSQL" } else { "SQLite" }
     );
-    println!(
-        "all acknowledged (202) after: {:.3} s; ack latency p50 {:.1} ms, p99 {:.1} ms",
-        acked.as_secs_f64(),
-        lat[lat.len() / 2].as_secs_f64() * 1000.0,
-        lat[lat.len() * 99 / 100].as_secs_f64() * 1000.0
-    );
-    println!(
-        "all deactivated after:        {:.3} s ({puts} writes)",
-        done.as_secs_f64()
-    );
-    println!(
-        "Workfront:                    cap {cap}, max_concurrency {max_concurrency}; {answered} calls answered, {limited} 429s ({:.1}%); floor {floor:.2} s, {:.2}x the floor",
-        limited as f64 * 100.0 / requests.len().max(1) as f64,
-        if floor > 0.0 { done.as_secs_f64() / floor } else { 0.0 }
-    );
-    println!(
-        "offboard CPU:                 {:.0} ms in all, {:.2} ms per termination",
-        cpu_ms - cpu_idle_ms,
-        (cpu_ms - cpu_idle_ms) / n as f64
-    );
-    println!("offboard resident memory:     idle {:.1} MiB before, {:.1} MiB at the end, {:.1} MiB idle after", rss_idle as f64 / 1024.0, rss_busy as f64 / 1024.0, rss_after as f64 / 1024.0);
+    let mut runs = Vec::new();
+    for r in 1..=repeats {
+        let run = run_once(&p).await;
+        let s = &run.stats;
+        println!(
+            "run {r}: acknowledged in {:.3} s (p50 {:.1} ms, p99 {:.1} ms); all inactive after {:.3} s = {:.2}x the floor of {:.2} s; \
+             {} calls, {} 429s ({:.2}%), {} writes, at most {} in flight; a call as offboard saw it {:.1} ms; \
+             CPU {:.2} ms per termination; RSS idle {:.1} MiB, at the end {:.1} MiB",
+            run.acked_s, run.ack_p50_ms, run.ack_p99_ms, run.done_s,
+            if run.floor_s > 0.0 { run.done_s / run.floor_s } else { 0.0 }, run.floor_s,
+            s.requests, s.rate_limited, s.rate_limited as f64 * 100.0 / s.requests.max(1) as f64,
+            s.writes, s.max_in_flight, run.call_ms, run.cpu_per_termination_ms, run.rss_idle_mib, run.rss_end_mib
+        );
+        assert_eq!(s.writes, p.n, "one write per termination");
+        runs.push(run);
+    }
+    if repeats > 1 {
+        let of = |f: fn(&Run) -> f64| spread(runs.iter().map(f).collect());
+        println!("min / median / max over {repeats} runs:");
+        println!("  all inactive after (s):    {}", of(|r| r.done_s));
+        println!(
+            "  x the floor:               {}",
+            of(|r| if r.floor_s > 0.0 {
+                r.done_s / r.floor_s
+            } else {
+                0.0
+            })
+        );
+        println!(
+            "  429s (% of calls):         {}",
+            of(|r| r.stats.rate_limited as f64 * 100.0 / r.stats.requests.max(1) as f64)
+        );
+        println!("  ack p99 (ms):              {}", of(|r| r.ack_p99_ms));
+        println!(
+            "  CPU per termination (ms):  {}",
+            of(|r| r.cpu_per_termination_ms)
+        );
+        println!("  RSS at the end (MiB):      {}", of(|r| r.rss_end_mib));
+    }
 }

@@ -50,6 +50,7 @@ pub fn router(state: Shared) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), gate));
     Router::new()
         .route("/__sim/requests", get(log))
+        .route("/__sim/stats", get(stats))
         .route("/__sim/users", get(users).put(replace_users))
         .route("/__sim/faults", axum::routing::post(add_fault))
         .route(
@@ -219,10 +220,10 @@ fn field_value<'a>(user: &'a Map<String, Value>, field: &str) -> Option<&'a Valu
     .filter(|v| !v.is_null())
 }
 
-fn as_text(v: &Value) -> String {
+fn as_text(v: &Value) -> std::borrow::Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => s.as_str().into(),
+        other => other.to_string().into(),
     }
 }
 
@@ -349,9 +350,10 @@ async fn search(
         }
         filters.push((k.clone(), modifier, v.clone()));
     }
-    let users = st.users.lock().unwrap().clone();
+    // Filtered under the lock, cloning only what matched: a search must not cost a copy of the
+    // whole user table (the simulator would then be slower than the service it measures).
     let mut found = Vec::new();
-    for user in &users {
+    for user in st.users.lock().unwrap().iter() {
         let mut all = true;
         for (field, modifier, wanted) in &filters {
             match matches(field_value(user, field), modifier, wanted) {
@@ -366,11 +368,11 @@ async fn search(
             }
         }
         if all {
-            found.push(user);
+            found.push(user.clone());
         }
     }
     let mut data = Vec::new();
-    for user in found.into_iter().skip(first).take(limit) {
+    for user in found.iter().skip(first).take(limit) {
         match project(&st, user, get("fields").as_deref(), &version) {
             Ok(v) => data.push(v),
             Err(resp) => return *resp,
@@ -493,6 +495,10 @@ async fn put_user(
 
 async fn log(State(st): State<Shared>) -> Json<Value> {
     Json(json!({ "requests": *st.log.lock().unwrap() }))
+}
+
+async fn stats(State(st): State<Shared>) -> Json<super::SimStats> {
+    Json(super::Sim { state: st }.stats())
 }
 
 async fn users(State(st): State<Shared>) -> Json<Value> {

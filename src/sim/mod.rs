@@ -147,6 +147,20 @@ pub struct LoggedRequest {
     pub in_flight: usize,
 }
 
+/// Counters a load test polls (`GET /__sim/stats`) without copying the users or the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimStats {
+    pub users: usize,
+    pub inactive: usize,
+    /// Workfront requests answered, 429s included.
+    pub requests: usize,
+    pub rate_limited: usize,
+    /// PUTs answered other than 429.
+    pub writes: usize,
+    /// The most requests ever admitted at once.
+    pub max_in_flight: usize,
+}
+
 pub struct SimState {
     pub(crate) users: Mutex<Vec<Map<String, Value>>>,
     pub(crate) log: Mutex<Vec<LoggedRequest>>,
@@ -209,6 +223,29 @@ impl Sim {
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.state.log.lock().unwrap().clone()
+    }
+
+    pub fn stats(&self) -> SimStats {
+        let (users, inactive) = {
+            let users = self.state.users.lock().unwrap();
+            let inactive = users
+                .iter()
+                .filter(|u| u.get("isActive") == Some(&Value::Bool(false)))
+                .count();
+            (users.len(), inactive)
+        };
+        let log = self.state.log.lock().unwrap();
+        SimStats {
+            users,
+            inactive,
+            requests: log.len(),
+            rate_limited: log.iter().filter(|r| r.status == 429).count(),
+            writes: log
+                .iter()
+                .filter(|r| r.method == "PUT" && r.status != 429)
+                .count(),
+            max_in_flight: self.state.max_in_flight.load(Ordering::SeqCst),
+        }
     }
 
     pub fn users(&self) -> Vec<Map<String, Value>> {

@@ -428,6 +428,20 @@ async fn the_simulator_serves_a_users_file_and_refuses_bad_faults() {
         .await
         .unwrap();
     assert_eq!(unauth.status().as_u16(), 401);
+    // The counters a load test polls: the search and the refused GET, nobody deactivated yet.
+    let stats: serde_json::Value = http
+        .get(format!("{base}/__sim/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["users"], 1, "{stats}");
+    assert_eq!(stats["inactive"], 0, "{stats}");
+    assert_eq!(stats["requests"], 2, "{stats}");
+    assert_eq!(stats["rate_limited"], 0, "{stats}");
+    assert_eq!(stats["writes"], 0, "{stats}");
     let bad = http
         .post(format!("{base}/__sim/faults"))
         .body("{\"count\": 0, \"status\": 500}")
