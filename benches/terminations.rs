@@ -12,7 +12,8 @@
 //! (simulated Workfront latency, default 0ms), `BENCH_DATABASE_URL` (e.g. a PostgreSQL database;
 //! each run's deliveries carry ids of their own, so runs can share it), `BENCH_SIM_CAP` (the
 //! simulator's concurrency cap, default 10), `BENCH_MAX_CONCURRENCY` (offboard's
-//! `workfront.max_concurrency`, default 5), `BENCH_REPEATS` (default 1).
+//! `workfront.max_concurrency`, default 5), `BENCH_REPEATS` (default 1), `BENCH_EMAIL=0` (send
+//! only the employee id: 2 Workfront calls per termination instead of 3).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -84,6 +85,8 @@ struct Params {
     cap: usize,
     max_concurrency: usize,
     db: Option<String>,
+    /// Send the email beside the employee id (then both are searched, 3 calls per termination).
+    with_email: bool,
 }
 
 /// The figures of one run.
@@ -161,9 +164,11 @@ async fn run_once(p: &Params) -> Run {
     let mut sends = tokio::task::JoinSet::new();
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
     for i in 0..p.n {
-        let body =
-            json!({"type": "employee.terminated", "timestamp": jiff::Timestamp::now().to_string(),
-            "data": {"employee_id": format!("B-{i}"), "email": format!("user{i}@example.com")}})
+        let mut data = json!({"employee_id": format!("B-{i}")});
+        if p.with_email {
+            data["email"] = json!(format!("user{i}@example.com"));
+        }
+        let body = json!({"type": "employee.terminated", "timestamp": jiff::Timestamp::now().to_string(), "data": data})
             .to_string();
         let id = format!("msg_bench_{run_id}_{i}");
         let ts = jiff::Timestamp::now().as_second().to_string();
@@ -280,11 +285,13 @@ async fn main() {
         cap: env_usize("BENCH_SIM_CAP", 10),
         max_concurrency: env_usize("BENCH_MAX_CONCURRENCY", 5),
         db: std::env::var("BENCH_DATABASE_URL").ok(),
+        with_email: std::env::var("BENCH_EMAIL").map_or(true, |v| v != "0"),
     };
     let repeats = env_usize("BENCH_REPEATS", 1).max(1);
     println!(
-        "{} terminations, Workfront latency {}, cap {}, max_concurrency {}, database {}, {repeats} run(s)",
+        "{} terminations ({}), Workfront latency {}, cap {}, max_concurrency {}, database {}, {repeats} run(s)",
         p.n,
+        if p.with_email { "employee id and email: 3 calls each" } else { "employee id only: 2 calls each" },
         p.latency,
         p.cap,
         p.max_concurrency,
