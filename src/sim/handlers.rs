@@ -253,13 +253,45 @@ fn unsupported_field(version: &str, field: &str) -> Response {
     )
 }
 
+/// Unicode case-insensitive equality without allocating (a search compares every user).
+fn same_ignoring_case(a: &str, b: &str) -> bool {
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
+}
+
+/// The case folding of [`same_ignoring_case`], as an index key.
+fn fold(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
+}
+
+/// One field's index: positions in the user table by case-folded value.
+pub(crate) type FieldIndex = std::collections::HashMap<String, Vec<usize>>;
+
+/// Positions (ascending) of the users whose `field` may equal `value` (`eq` or `cieq`): every
+/// match is among them; the caller still applies its filters. Builds the field's index on first
+/// use; `users` is the locked table the positions refer to.
+fn candidates(st: &SimState, users: &[Map<String, Value>], field: &str, value: &str) -> Vec<usize> {
+    let mut index = st.index.lock().unwrap();
+    let by_value = index.entry(field.to_string()).or_insert_with(|| {
+        let mut m = FieldIndex::new();
+        for (i, u) in users.iter().enumerate() {
+            if let Some(v) = field_value(u, field) {
+                m.entry(fold(&as_text(v))).or_default().push(i);
+            }
+        }
+        m
+    });
+    by_value.get(&fold(value)).cloned().unwrap_or_default()
+}
+
 fn matches(value: Option<&Value>, modifier: &str, wanted: &str) -> Option<bool> {
     let text = value.map(as_text);
     Some(match modifier {
         "eq" => text.as_deref() == Some(wanted),
         "ne" => text.as_deref() != Some(wanted),
-        "cieq" => text.is_some_and(|t| t.to_lowercase() == wanted.to_lowercase()),
-        "cine" => text.is_none_or(|t| t.to_lowercase() != wanted.to_lowercase()),
+        "cieq" => text.is_some_and(|t| same_ignoring_case(&t, wanted)),
+        "cine" => text.is_none_or(|t| !same_ignoring_case(&t, wanted)),
         "contains" => text.is_some_and(|t| t.contains(wanted)),
         "cicontains" => text.is_some_and(|t| t.to_lowercase().contains(&wanted.to_lowercase())),
         "isnull" => text.is_none(),
@@ -353,7 +385,13 @@ async fn search(
     // Filtered under the lock, cloning only what matched: a search must not cost a copy of the
     // whole user table (the simulator would then be slower than the service it measures).
     let mut found = Vec::new();
-    for user in st.users.lock().unwrap().iter() {
+    let users = st.users.lock().unwrap();
+    // An equality filter narrows the search through the index; the rest are checked per user.
+    let positions: Vec<usize> = match filters.iter().find(|(_, m, _)| m == "eq" || m == "cieq") {
+        Some((field, _, wanted)) => candidates(&st, &users, field, wanted),
+        None => (0..users.len()).collect(),
+    };
+    for user in positions.iter().map(|&i| &users[i]) {
         let mut all = true;
         for (field, modifier, wanted) in &filters {
             match matches(field_value(user, field), modifier, wanted) {
@@ -371,6 +409,7 @@ async fn search(
             found.push(user.clone());
         }
     }
+    drop(users);
     let mut data = Vec::new();
     for user in found.iter().skip(first).take(limit) {
         match project(&st, user, get("fields").as_deref(), &version) {
@@ -381,13 +420,16 @@ async fn search(
     Json(json!({ "data": data })).into_response()
 }
 
+/// The position of the user with this ID in the locked table.
+fn position(st: &SimState, users: &[Map<String, Value>], id: &str) -> Option<usize> {
+    candidates(st, users, "ID", id)
+        .into_iter()
+        .find(|&i| users[i].get("ID").and_then(Value::as_str) == Some(id))
+}
+
 fn find(st: &SimState, id: &str) -> Option<Map<String, Value>> {
-    st.users
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|u| u.get("ID").and_then(Value::as_str) == Some(id))
-        .cloned()
+    let users = st.users.lock().unwrap();
+    position(st, &users, id).map(|i| users[i].clone())
 }
 
 fn not_found(id: &str) -> Response {
@@ -469,12 +511,16 @@ async fn put_user(
     }
     let updated = {
         let mut users = st.users.lock().unwrap();
-        let Some(user) = users
-            .iter_mut()
-            .find(|u| u.get("ID").and_then(Value::as_str) == Some(id.as_str()))
-        else {
+        let Some(at) = position(&st, &users, &id) else {
             return not_found(&id);
         };
+        // The indexes of the fields written are stale now (positions do not move).
+        let custom = updates.contains_key("parameterValues");
+        st.index.lock().unwrap().retain(|field, _| {
+            let written = updates.contains_key(field) || (custom && field.starts_with("DE:"));
+            !written
+        });
+        let user = &mut users[at];
         for (k, v) in updates {
             let v = match (k.as_str(), &v) {
                 // Workfront's documented example sends "false" as a string; it stores a boolean.
@@ -508,7 +554,9 @@ async fn users(State(st): State<Shared>) -> Json<Value> {
 async fn replace_users(State(st): State<Shared>, body: String) -> Response {
     match parse_users(&body) {
         Ok(list) => {
-            *st.users.lock().unwrap() = list;
+            let mut users = st.users.lock().unwrap();
+            *users = list;
+            st.index.lock().unwrap().clear();
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (
@@ -535,5 +583,98 @@ async fn add_fault(State(st): State<Shared>, body: Bytes) -> Response {
             Json(json!({"error": {"message": e.to_string()}})),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Sim, SimConfig};
+
+    fn users() -> Vec<Map<String, Value>> {
+        serde_json::from_value(json!([
+            {"ID": "a1", "name": "Ann", "emailAddr": "Ann@Example.com", "isActive": true, "extRefID": "E-1"},
+            {"ID": "b2", "name": "Bob", "emailAddr": "bob@example.com", "isActive": true, "extRefID": "E-2"},
+            {"ID": "c3", "name": "Cy", "emailAddr": "ANN@example.com", "isActive": false, "extRefID": "E-3"}
+        ]))
+        .unwrap()
+    }
+
+    async fn get(base: &str, path_and_query: &str) -> Value {
+        reqwest::get(format!("{base}/attask/api/v21.0/{path_and_query}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    fn ids(v: &Value) -> Vec<&str> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["ID"].as_str().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn indexed_searches_match_like_a_scan_and_follow_writes() {
+        let sim = Sim::new(SimConfig {
+            users: users(),
+            ..SimConfig::default()
+        })
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+        let base = sim.base_url();
+        // cieq finds both spellings, in table order; eq only the exact one.
+        let found = get(
+            &base,
+            "user/search?emailAddr=ann@EXAMPLE.com&emailAddr_Mod=cieq&fields=ID",
+        )
+        .await;
+        assert_eq!(ids(&found), ["a1", "c3"]);
+        let exact = get(
+            &base,
+            "user/search?emailAddr=Ann@Example.com&emailAddr_Mod=eq&fields=ID",
+        )
+        .await;
+        assert_eq!(ids(&exact), ["a1"]);
+        // Every filter still applies to what the index found.
+        let both = get(
+            &base,
+            "user/search?emailAddr=ann@example.com&emailAddr_Mod=cieq&isActive=true&fields=ID",
+        )
+        .await;
+        assert_eq!(ids(&both), ["a1"]);
+        // A write to an indexed field is seen by the next search.
+        let active = get(&base, "user/search?isActive=true&fields=ID").await;
+        assert_eq!(ids(&active), ["a1", "b2"]);
+        let put = reqwest::Client::new()
+            .put(format!(
+                "{base}/attask/api/v21.0/user/b2?updates={{\"isActive\":false}}&fields=ID,isActive"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 200);
+        let active = get(&base, "user/search?isActive=true&fields=ID").await;
+        assert_eq!(ids(&active), ["a1"]);
+        // Replacing the table replaces the indexes.
+        let replaced = reqwest::Client::new()
+            .put(format!("{base}/__sim/users"))
+            .body(r#"[{"ID": "z9", "name": "Zed", "emailAddr": "ann@example.com", "isActive": true}]"#)
+            .send()
+            .await
+            .unwrap();
+        assert!(replaced.status().is_success());
+        let found = get(
+            &base,
+            "user/search?emailAddr=ANN@example.com&emailAddr_Mod=cieq&fields=ID",
+        )
+        .await;
+        assert_eq!(ids(&found), ["z9"]);
+        assert_eq!(get(&base, "user/z9?fields=ID").await["data"]["ID"], "z9");
     }
 }

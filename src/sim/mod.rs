@@ -163,6 +163,10 @@ pub struct SimStats {
 
 pub struct SimState {
     pub(crate) users: Mutex<Vec<Map<String, Value>>>,
+    /// Per field, the positions in `users` by case-folded value, built on a field's first search
+    /// (Workfront's database has indexes; a simulator that scans 20,000 users per call under a
+    /// lock would measure itself). Lock order: `users`, then `index`.
+    pub(crate) index: Mutex<std::collections::HashMap<String, handlers::FieldIndex>>,
     pub(crate) log: Mutex<Vec<LoggedRequest>>,
     pub(crate) faults: Mutex<VecDeque<Fault>>,
     pub(crate) api_key: Mutex<Option<String>>,
@@ -188,6 +192,7 @@ impl Sim {
         Sim {
             state: Arc::new(SimState {
                 users: Mutex::new(config.users.clone()),
+                index: Mutex::new(Default::default()),
                 log: Mutex::new(Vec::new()),
                 faults: Mutex::new(VecDeque::new()),
                 api_key: Mutex::new(config.api_key.clone()),
