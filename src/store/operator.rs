@@ -115,8 +115,10 @@ impl Store {
                 .await?;
         }
         let row = sqlx::query(
+            // The count stops one past the limit: the decision needs no more, and a count that
+            // read every write of a large layoff would cost O(writes) per write.
             "SELECT a.cancel_requested AS stop, \
-               (SELECT COUNT(*) FROM actions w WHERE w.kind = $4 AND w.write_at >= $3) AS recent, \
+               (SELECT COUNT(*) FROM (SELECT 1 FROM actions w WHERE w.kind = $4 AND w.write_at >= $3 LIMIT $6) AS c) AS recent, \
                (SELECT engaged FROM brake WHERE id = $5) AS engaged \
              FROM actions a WHERE a.id = $1 AND a.lease_owner = $2",
         )
@@ -125,6 +127,7 @@ impl Store {
         .bind(now - window_ms)
         .bind(kind.as_str())
         .bind(brake_row(kind))
+        .bind(brake.map_or(0, |b| i64::from(b.limit.max) + 1))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
