@@ -133,7 +133,11 @@ impl Store {
         } else {
             (Backend::Postgres, raw.to_string())
         };
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        // sqlx warns once per slow acquire: under overload that is one log line per request, a
+        // flood that hides everything else. The wait shows in request latency and `/readyz`.
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .acquire_slow_level(log::LevelFilter::Debug);
         let pool = match backend {
             // SQLite has one writer at a time; one connection serialises our short transactions
             // without "database is locked" errors and keeps memory small.
