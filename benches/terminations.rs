@@ -3,7 +3,7 @@
 //! Runs the release `offboard serve` and the `workfront-sim` simulator (holding N users) as
 //! processes of their own, so that neither the load generator nor the simulator takes CPU from
 //! the service's runtime or counts in its CPU time and memory. It sends N signed terminations
-//! from 32 concurrent senders and waits until all N users are inactive. Per run it prints:
+//! from `BENCH_SENDERS` concurrent senders and waits until all N users are inactive. Per run it prints:
 //! acknowledgement latency, time to the last deactivation against the floor (Workfront calls ×
 //! latency / cap), 429s, CPU milliseconds per termination, and resident memory; with
 //! `BENCH_REPEATS` > 1 also min / median / max of the main figures.
@@ -13,7 +13,10 @@
 //! each run's deliveries carry ids of their own, so runs can share it), `BENCH_SIM_CAP` (the
 //! simulator's concurrency cap, default 10), `BENCH_MAX_CONCURRENCY` (offboard's
 //! `workfront.max_concurrency`, default 5), `BENCH_REPEATS` (default 1), `BENCH_EMAIL=0` (send
-//! only the employee id: 2 Workfront calls per termination instead of 3).
+//! only the employee id: 2 Workfront calls per termination instead of 3), `BENCH_LAYOFF_IN` (e.g.
+//! `60s`: a layoff, every termination effective at that one instant, the drain timed from it),
+//! `BENCH_SENDERS` (concurrent senders, default 32), `BENCH_INTAKE_RATE` (future-dated deliveries per second sent during the drain; their
+//! acknowledgement p99 is printed).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,6 +90,13 @@ struct Params {
     db: Option<String>,
     /// Send the email beside the employee id (then both are searched, 3 calls per termination).
     with_email: bool,
+    /// A layoff: every termination effective at one instant this far ahead; the drain is timed
+    /// from that instant.
+    layoff_in: Option<Duration>,
+    /// Future-dated deliveries per second sent while the backlog drains (their ack is timed).
+    intake_rate: Option<f64>,
+    /// Concurrent senders of the terminations.
+    senders: usize,
 }
 
 /// The figures of one run.
@@ -100,7 +110,10 @@ struct Run {
     cpu_per_termination_ms: f64,
     rss_idle_mib: f64,
     rss_end_mib: f64,
+    rss_peak_mib: f64,
     call_ms: f64,
+    /// Acknowledgement p99 of the deliveries sent while draining.
+    drain_ack_p99_ms: Option<f64>,
 }
 
 async fn run_once(p: &Params) -> Run {
@@ -161,12 +174,19 @@ async fn run_once(p: &Params) -> Run {
     let key = offboard::config::decode_whsec(SECRET, "bench").unwrap();
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     let started = Instant::now();
+    let effective = p.layoff_in.map(|d| {
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::try_from(d).unwrap();
+        (Instant::now() + d, at.to_string())
+    });
     let mut sends = tokio::task::JoinSet::new();
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(p.senders));
     for i in 0..p.n {
         let mut data = json!({"employee_id": format!("B-{i}")});
         if p.with_email {
             data["email"] = json!(format!("user{i}@example.com"));
+        }
+        if let Some((_, at)) = &effective {
+            data["effective_at"] = json!(at);
         }
         let body = json!({"type": "employee.terminated", "timestamp": jiff::Timestamp::now().to_string(), "data": data})
             .to_string();
@@ -207,9 +227,70 @@ async fn run_once(p: &Params) -> Run {
             .await
             .unwrap()
     };
-    let deadline = Instant::now() + Duration::from_secs(600);
+    // A layoff is timed from its effective instant, once every delivery is acknowledged.
+    let started = match &effective {
+        None => started,
+        Some((due, _)) => {
+            assert!(
+                Instant::now() < *due,
+                "the deliveries took {:.1} s to acknowledge, past the layoff's instant: raise BENCH_LAYOFF_IN",
+                acked.as_secs_f64()
+            );
+            tokio::time::sleep_until((*due).into()).await;
+            *due
+        }
+    };
+    // Intake while the backlog drains: future-dated deliveries at a fixed rate.
+    let stop_intake = tokio_util::sync::CancellationToken::new();
+    let drain_intake = p.intake_rate.map(|rate| {
+        let (http, base, key, run_id, stop) = (
+            http.clone(),
+            base.clone(),
+            key.clone(),
+            run_id.clone(),
+            stop_intake.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut sent = tokio::task::JoinSet::new();
+            let mut i = 0;
+            while !stop.is_cancelled() {
+                tick.tick().await;
+                i += 1;
+                let body = format!(
+                    r#"{{"type":"employee.terminated","data":{{"employee_id":"F-{i}","effective_at":"2099-01-01"}}}}"#
+                );
+                let id = format!("msg_later_{run_id}_{i}");
+                let ts = jiff::Timestamp::now().as_second().to_string();
+                let sig = offboard::sources::signature::sign(
+                    key.expose_secret(),
+                    &id,
+                    &ts,
+                    body.as_bytes(),
+                );
+                let req = http
+                    .post(format!("{base}/webhooks/hr"))
+                    .header("content-type", "application/json")
+                    .header("webhook-id", id)
+                    .header("webhook-timestamp", ts)
+                    .header("webhook-signature", sig)
+                    .body(body);
+                sent.spawn(async move {
+                    let t = Instant::now();
+                    let r = req.send().await.expect("answered");
+                    assert_eq!(r.status(), 202);
+                    t.elapsed()
+                });
+            }
+            sent.join_all().await
+        })
+    });
+    let mut rss_peak = 0;
+    let deadline = Instant::now() + Duration::from_secs(1200);
     loop {
         let s = stats().await;
+        rss_peak = rss_peak.max(proc_stat(pid).1);
         if s.inactive == p.n {
             break;
         }
@@ -219,9 +300,19 @@ async fn run_once(p: &Params) -> Run {
             s.inactive,
             p.n
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let done = started.elapsed();
+    stop_intake.cancel();
+    let drain_ack_p99_ms = match drain_intake {
+        None => None,
+        Some(task) => {
+            let mut lat = task.await.unwrap();
+            lat.sort();
+            lat.get(lat.len() * 99 / 100)
+                .map(|d| d.as_secs_f64() * 1000.0)
+        }
+    };
     let (cpu_ms, rss_end) = proc_stat(pid);
     let stats = stats().await;
     let latency = offboard::config::parse_duration(&p.latency).unwrap();
@@ -256,6 +347,8 @@ async fn run_once(p: &Params) -> Run {
         cpu_per_termination_ms: (cpu_ms - cpu_idle_ms) / p.n as f64,
         rss_idle_mib: rss_idle as f64 / 1024.0,
         rss_end_mib: rss_end as f64 / 1024.0,
+        rss_peak_mib: rss_peak.max(rss_end) as f64 / 1024.0,
+        drain_ack_p99_ms,
         call_ms,
     }
 }
@@ -286,6 +379,13 @@ async fn main() {
         max_concurrency: env_usize("BENCH_MAX_CONCURRENCY", 5),
         db: std::env::var("BENCH_DATABASE_URL").ok(),
         with_email: std::env::var("BENCH_EMAIL").map_or(true, |v| v != "0"),
+        layoff_in: std::env::var("BENCH_LAYOFF_IN")
+            .ok()
+            .map(|v| offboard::config::parse_duration(&v).unwrap()),
+        senders: env_usize("BENCH_SENDERS", 32),
+        intake_rate: std::env::var("BENCH_INTAKE_RATE")
+            .ok()
+            .map(|v| v.parse().unwrap()),
     };
     let repeats = env_usize("BENCH_REPEATS", 1).max(1);
     println!(
@@ -304,11 +404,13 @@ async fn main() {
         println!(
             "run {r}: acknowledged in {:.3} s (p50 {:.1} ms, p99 {:.1} ms); all inactive after {:.3} s = {:.2}x the floor of {:.2} s; \
              {} calls, {} 429s ({:.2}%), {} writes, at most {} in flight; a call as offboard saw it {:.1} ms; \
-             CPU {:.2} ms per termination; RSS idle {:.1} MiB, at the end {:.1} MiB",
+             CPU {:.2} ms per termination; RSS idle {:.1} MiB, peak {:.1} MiB, at the end {:.1} MiB{}",
             run.acked_s, run.ack_p50_ms, run.ack_p99_ms, run.done_s,
             if run.floor_s > 0.0 { run.done_s / run.floor_s } else { 0.0 }, run.floor_s,
             s.requests, s.rate_limited, s.rate_limited as f64 * 100.0 / s.requests.max(1) as f64,
-            s.writes, s.max_in_flight, run.call_ms, run.cpu_per_termination_ms, run.rss_idle_mib, run.rss_end_mib
+            s.writes, s.max_in_flight, run.call_ms, run.cpu_per_termination_ms, run.rss_idle_mib,
+            run.rss_peak_mib, run.rss_end_mib,
+            run.drain_ack_p99_ms.map(|p| format!("; ack p99 of deliveries during the drain {p:.1} ms")).unwrap_or_default()
         );
         assert_eq!(s.writes, p.n, "one write per termination");
         runs.push(run);
@@ -334,6 +436,13 @@ async fn main() {
             "  CPU per termination (ms):  {}",
             of(|r| r.cpu_per_termination_ms)
         );
+        println!("  RSS peak (MiB):            {}", of(|r| r.rss_peak_mib));
         println!("  RSS at the end (MiB):      {}", of(|r| r.rss_end_mib));
+        if runs.iter().all(|r| r.drain_ack_p99_ms.is_some()) {
+            println!(
+                "  ack p99 while draining (ms): {}",
+                of(|r| r.drain_ack_p99_ms.unwrap_or_default())
+            );
+        }
     }
 }
