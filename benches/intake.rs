@@ -19,42 +19,17 @@
 //! (default `1,16,64`), `BENCH_RATE` (default 1000), `BENCH_REPEATS` (default 3; min / median /
 //! max are printed), `BENCH_DATABASE_URL` (a PostgreSQL database instead of a SQLite file).
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{free_port, rss_mib, serve, signed, spread, Killed};
 use offboard::config::SecretKey;
-use secrecy::ExposeSecret;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
 
 /// The ceiling: read the body, answer 202.
 async fn serve_ceiling(port: u16) {
@@ -84,16 +59,13 @@ impl Deliveries {
         let body = format!(
             r#"{{"type":"employee.terminated","data":{{"employee_id":"L-{i}","email":"leaver{i}@example.com","effective_at":"2099-01-01"}}}}"#
         );
-        let id = format!("msg_intake_{}_{i}", self.run);
-        let ts = jiff::Timestamp::now().as_second().to_string();
-        let sig =
-            offboard::sources::signature::sign(self.key.expose_secret(), &id, &ts, body.as_bytes());
-        http.post(format!("{base}/webhooks/hr"))
-            .header("content-type", "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", ts)
-            .header("webhook-signature", sig)
-            .body(body)
+        signed(
+            http,
+            base,
+            &self.key,
+            &format!("msg_intake_{}_{i}", self.run),
+            body,
+        )
     }
 }
 
@@ -149,26 +121,6 @@ async fn open_loop(d: &Arc<Deliveries>, base: &str, rate: f64, secs: f64) -> (f6
     let mut lat = tasks.join_all().await;
     lat.sort();
     (percentile(&lat, 50), percentile(&lat, 99))
-}
-
-fn spread(mut v: Vec<f64>) -> String {
-    v.sort_by(f64::total_cmp);
-    format!(
-        "{:.0} / {:.0} / {:.0}",
-        v[0],
-        v[v.len() / 2],
-        v[v.len() - 1]
-    )
-}
-
-fn spread_ms(mut v: Vec<f64>) -> String {
-    v.sort_by(f64::total_cmp);
-    format!(
-        "{:.1} / {:.1} / {:.1}",
-        v[0],
-        v[v.len() / 2],
-        v[v.len() - 1]
-    )
 }
 
 async fn wait_ready(http: &reqwest::Client, url: &str) -> Duration {
@@ -244,15 +196,8 @@ async fn bench() {
         .expect("offboard migrate runs");
     assert!(status.success(), "offboard migrate failed");
     let spawned = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_offboard"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("offboard starts");
-    let pid = child.id();
-    let _offboard = Killed(child);
+    let service = serve(&config);
+    let pid = service.0.id();
     let base = format!("http://127.0.0.1:{port}");
     let _ = wait_ready(&http, &format!("{base}/readyz")).await;
     let ready = spawned.elapsed();
@@ -298,11 +243,11 @@ async fn bench() {
         }
         println!(
             "c = {c:>3}: offboard {} req/s (p99 {} ms); ceiling {} req/s (p99 {} ms); offboard = {} % of the ceiling",
-            spread(ours),
-            spread_ms(p99),
-            spread(ceil),
-            spread_ms(ceil_p99),
-            spread_ms(ratio)
+            spread(ours, 0),
+            spread(p99, 1),
+            spread(ceil, 0),
+            spread(ceil_p99, 1),
+            spread(ratio, 1)
         );
     }
     let (mut p50s, mut p99s) = (vec![], vec![]);
@@ -313,8 +258,8 @@ async fn bench() {
     }
     println!(
         "open loop at {rate:.0} deliveries/s: offboard ack p50 {} ms, p99 {} ms",
-        spread_ms(p50s),
-        spread_ms(p99s)
+        spread(p50s, 1),
+        spread(p99s, 1)
     );
     println!("RSS after the load: {:.1} MiB", rss_mib(pid));
 }

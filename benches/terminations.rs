@@ -18,54 +18,16 @@
 //! `BENCH_SENDERS` (concurrent senders, default 32), `BENCH_INTAKE_RATE` (future-dated deliveries per second sent during the drain; their
 //! acknowledgement p99 is printed).
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{free_port, proc_stat, serve, signed, spread, Killed};
 use offboard::sim::SimStats;
-use secrecy::ExposeSecret;
 use serde_json::json;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-
-fn proc_stat(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = 100.0; // USER_HZ on Linux
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|u| u.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let cpu = field(11) + field(12);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (cpu / ticks * 1000.0, rss_kib)
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Polls `url` until it answers 200 (30 s at most).
 async fn wait_ready(http: &reqwest::Client, url: &str, what: &str) {
@@ -156,15 +118,8 @@ async fn run_once(p: &Params) -> Run {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_offboard"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("offboard starts");
-    let pid = child.id();
-    let _guard = Killed(child);
+    let service = serve(&config);
+    let pid = service.0.id();
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&http, &format!("{base}/readyz"), "offboard").await;
     // Let start-up work settle before the idle reading.
@@ -190,17 +145,7 @@ async fn run_once(p: &Params) -> Run {
         }
         let body = json!({"type": "employee.terminated", "timestamp": jiff::Timestamp::now().to_string(), "data": data})
             .to_string();
-        let id = format!("msg_bench_{run_id}_{i}");
-        let ts = jiff::Timestamp::now().as_second().to_string();
-        let sig =
-            offboard::sources::signature::sign(key.expose_secret(), &id, &ts, body.as_bytes());
-        let req = http
-            .post(format!("{base}/webhooks/hr"))
-            .header("content-type", "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", ts)
-            .header("webhook-signature", sig)
-            .body(body);
+        let req = signed(&http, &base, &key, &format!("msg_bench_{run_id}_{i}"), body);
         let permit = permits.clone().acquire_owned().await.unwrap();
         sends.spawn(async move {
             let t = Instant::now();
@@ -261,21 +206,7 @@ async fn run_once(p: &Params) -> Run {
                 let body = format!(
                     r#"{{"type":"employee.terminated","data":{{"employee_id":"F-{i}","effective_at":"2099-01-01"}}}}"#
                 );
-                let id = format!("msg_later_{run_id}_{i}");
-                let ts = jiff::Timestamp::now().as_second().to_string();
-                let sig = offboard::sources::signature::sign(
-                    key.expose_secret(),
-                    &id,
-                    &ts,
-                    body.as_bytes(),
-                );
-                let req = http
-                    .post(format!("{base}/webhooks/hr"))
-                    .header("content-type", "application/json")
-                    .header("webhook-id", id)
-                    .header("webhook-timestamp", ts)
-                    .header("webhook-signature", sig)
-                    .body(body);
+                let req = signed(&http, &base, &key, &format!("msg_later_{run_id}_{i}"), body);
                 sent.spawn(async move {
                     let t = Instant::now();
                     let r = req.send().await.expect("answered");
@@ -353,17 +284,6 @@ async fn run_once(p: &Params) -> Run {
     }
 }
 
-/// min / median / max of `values`.
-fn spread(mut values: Vec<f64>) -> String {
-    values.sort_by(f64::total_cmp);
-    format!(
-        "{:.2} / {:.2} / {:.2}",
-        values[0],
-        values[values.len() / 2],
-        values[values.len() - 1]
-    )
-}
-
 #[tokio::main]
 async fn main() {
     let env_usize = |k: &str, d: usize| {
@@ -416,7 +336,7 @@ async fn main() {
         runs.push(run);
     }
     if repeats > 1 {
-        let of = |f: fn(&Run) -> f64| spread(runs.iter().map(f).collect());
+        let of = |f: fn(&Run) -> f64| spread(runs.iter().map(f).collect(), 2);
         println!("min / median / max over {repeats} runs:");
         println!("  all inactive after (s):    {}", of(|r| r.done_s));
         println!(
