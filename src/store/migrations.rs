@@ -24,6 +24,7 @@ const SQLITE: &[(i64, &str, &str)] = embed!("sqlite":
     5 "reactivation brake" "0005_reactivation_brake.sql",
     6 "fleet limit" "0006_fleet_limit.sql",
     7 "claimable" "0007_claimable.sql",
+    8 "brake count" "0008_brake_count.sql",
 );
 const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     1 "init" "0001_init.sql",
@@ -33,6 +34,7 @@ const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     5 "reactivation brake" "0005_reactivation_brake.sql",
     6 "fleet limit" "0006_fleet_limit.sql",
     7 "claimable" "0007_claimable.sql",
+    8 "brake count" "0008_brake_count.sql",
 );
 
 #[derive(Debug)]

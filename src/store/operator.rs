@@ -116,9 +116,8 @@ impl Store {
         }
         let row = sqlx::query(
             // The count stops one past the limit: the decision needs no more, and a count that
-            // read every write of a large layoff would cost O(writes) per write. (No index on
-            // (kind, write_at): SQLite then picked it for the history lookups of intake, scanning
-            // every deactivation instead of the employee's few rows.)
+            // read every write of a large layoff would cost O(writes) per write. The index on
+            // (write_at, kind) makes what it does read index entries only (migration 0008).
             "SELECT a.cancel_requested AS stop, \
                (SELECT COUNT(*) FROM (SELECT 1 FROM actions w WHERE w.kind = $4 AND w.write_at >= $3 LIMIT $6) AS c) AS recent, \
                (SELECT engaged FROM brake WHERE id = $5) AS engaged \
