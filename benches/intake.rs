@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, rss_mib, serve, signed, spread, Killed};
+use common::{free_port, rss_mib, serve, signed, spread, wait_ready, Killed};
 use offboard::config::SecretKey;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -123,22 +123,6 @@ async fn open_loop(d: &Arc<Deliveries>, base: &str, rate: f64, secs: f64) -> (f6
     (percentile(&lat, 50), percentile(&lat, 99))
 }
 
-async fn wait_ready(http: &reqwest::Client, url: &str) -> Duration {
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = http.get(url).send().await {
-            if r.status() == 200 {
-                return started.elapsed();
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{url} not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--ceiling") {
@@ -199,7 +183,7 @@ async fn bench() {
     let service = serve(&config);
     let pid = service.0.id();
     let base = format!("http://127.0.0.1:{port}");
-    let _ = wait_ready(&http, &format!("{base}/readyz")).await;
+    wait_ready(&http, &format!("{base}/readyz"), "offboard").await;
     let ready = spawned.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_mib(pid);

@@ -23,26 +23,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, proc_stat, serve, signed, spread, Killed};
+use common::{free_port, proc_stat, serve, signed, spread, wait_ready, Killed};
 use offboard::sim::SimStats;
 use serde_json::json;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-
-/// Polls `url` until it answers 200 (30 s at most).
-async fn wait_ready(http: &reqwest::Client, url: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(url)
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "{what} did not become ready");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 struct Params {
     n: usize,

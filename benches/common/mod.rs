@@ -99,3 +99,21 @@ pub fn serve(config: &std::path::Path) -> Killed {
         .expect("offboard starts");
     Killed(child)
 }
+
+/// Polls `url` every millisecond until it answers 200 (30 s at most), and returns how long that
+/// took (start-up time is a measured figure).
+pub async fn wait_ready(http: &reqwest::Client, url: &str, what: &str) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status() == 200 {
+                return started.elapsed();
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{what} did not become ready at {url}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}

@@ -18,7 +18,10 @@ where
     Fut: Future<Output = Result<T, String>>,
 {
     let deadline = tokio::time::Instant::now() + within;
+    let mut ask = tokio::time::interval(POLL);
+    ask.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        ask.tick().await;
         match probe().await {
             Ok(v) => return v,
             Err(seen) => assert!(
@@ -26,7 +29,6 @@ where
                 "timed out after {within:?} waiting for {what}; last seen: {seen}"
             ),
         }
-        tokio::time::sleep(POLL).await;
     }
 }
 
