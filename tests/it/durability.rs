@@ -103,8 +103,15 @@ async fn three_replicas_on_postgres_work_500_terminations_once_each() {
     let writes = writes_per_user(&sim);
     assert_eq!(writes.len(), n);
     assert!(writes.values().all(|&w| w == 1), "a user was written twice");
-    let http = reqwest::Client::new();
-    let actions = all_actions(&http, &bases[1]).await;
+    // A user is inactive a moment before its action's outcome is recorded: wait for the records.
+    let actions = wait_for_actions(
+        "every action to be recorded as done",
+        30,
+        &bases[1],
+        n,
+        |a| a["status"] != "pending" && a["status"] != "in_progress",
+    )
+    .await;
     assert_eq!(actions.len(), n);
     assert!(actions
         .iter()
