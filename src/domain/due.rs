@@ -58,8 +58,27 @@ fn date_instant(date: Date, tz: &TimeZone, means: DateOnlyMeans) -> Option<Times
     Some(zoned.timestamp())
 }
 
+/// Whether storing an action that may first run at `run_at` must wake the worker now. The worker
+/// looks for due work at least every `poll` (and sleeps until the next due time when that is
+/// sooner), so an action due later than one poll from now is found in time without a wake; not
+/// waking for those keeps a burst of future-dated deliveries from making the worker search the
+/// store once per delivery.
+pub fn wakes_worker(run_at: Option<i64>, now_ms: i64, poll: std::time::Duration) -> bool {
+    run_at.is_some_and(|at| at <= now_ms.saturating_add(poll.as_millis() as i64))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_actions_due_within_one_poll_wake_the_worker() {
+        let poll = std::time::Duration::from_millis(500);
+        assert!(super::wakes_worker(Some(1_000), 1_000, poll));
+        assert!(super::wakes_worker(Some(900), 1_000, poll));
+        assert!(super::wakes_worker(Some(1_500), 1_000, poll));
+        assert!(!super::wakes_worker(Some(1_501), 1_000, poll));
+        assert!(!super::wakes_worker(None, 1_000, poll));
+    }
+
     use super::*;
     use jiff::civil::date;
 

@@ -138,12 +138,17 @@ async fn handle(
             delivery_id,
             action_ids,
             ended,
+            next_run_at,
         } => {
             for (kind, status, reason) in ended {
                 app.metrics.action(kind, status, reason);
             }
             tracing::info!(source = %source, delivery_id = %delivery_id, actions = ?action_ids, events = events.len(), "delivery stored");
-            app.wake.notify_one();
+            let now = app.store.clock().now_ms();
+            if crate::domain::due::wakes_worker(next_run_at, now, app.settings.worker.poll_interval)
+            {
+                app.wake.notify_one();
+            }
             Ok((
                 StatusCode::ACCEPTED,
                 DeliveryAnswer::accepted(delivery_id, action_ids),

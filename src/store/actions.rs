@@ -1,8 +1,9 @@
 //! Queries on deliveries, actions, events and the audit trail.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
+use super::db::{Arg, Db};
 use super::models::*;
 use super::{Backend, Store, StoreError};
 use crate::domain::{ActionKind, Reason, Status};
@@ -86,6 +87,7 @@ impl Store {
             claimable_a = claimable("a"),
             claimable_b = claimable("b"),
         );
+        let _turn = self.writing().await;
         let rows = sqlx::query(&sql)
             .bind(owner)
             .bind(now + lease_ms)
@@ -106,7 +108,7 @@ impl Store {
         audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
         let now = self.clock.now_ms();
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let candidates = update.candidates.as_deref().map(candidates_json);
         let changed = sqlx::query(
             "UPDATE actions SET \
@@ -159,6 +161,7 @@ impl Store {
     /// (graceful shutdown). The actions become `pending` again.
     pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
         let now = self.clock.now_ms();
+        let _turn = self.writing().await;
         let done = sqlx::query(
             "UPDATE actions SET status = 'pending', lease_owner = NULL, lease_until = NULL, attempts = attempts - 1, \
              updated_at = $2 WHERE lease_owner = $1 AND status = 'in_progress'",
@@ -191,6 +194,7 @@ impl Store {
         for id in ids {
             q = q.bind(id.as_str());
         }
+        let _turn = self.writing().await;
         Ok(q.execute(&self.pool).await?.rows_affected())
     }
 
@@ -198,6 +202,7 @@ impl Store {
     /// left by an earlier process of ours that died, so its lease is ended now and the work resumes
     /// at once instead of after the lease.
     pub async fn expire_orphaned_leases(&self) -> Result<u64, StoreError> {
+        let _turn = self.writing().await;
         let done = sqlx::query(
             "UPDATE actions SET lease_until = 0 WHERE status = 'in_progress' AND lease_until > 0",
         )
@@ -365,8 +370,8 @@ fn candidates_json(users: &[WfUserRef]) -> String {
 }
 
 /// Appends audit entries in one statement (one round trip to the database, however many).
-pub(super) async fn append_audit(
-    tx: &mut Transaction<'_, Any>,
+pub(super) async fn append_audit<D: Db>(
+    tx: &mut D,
     action_id: &str,
     entries: &[AuditEntry],
 ) -> Result<(), StoreError> {
@@ -388,15 +393,17 @@ pub(super) async fn append_audit(
         "INSERT INTO audit (action_id, at, step, detail) VALUES {}",
         rows.join(", ")
     );
-    let mut q = sqlx::query(&sql);
-    for e in entries {
-        q = q
-            .bind(action_id)
-            .bind(e.at)
-            .bind(e.step.as_str())
-            .bind(e.detail.to_string());
+    let details: Vec<String> = entries.iter().map(|e| e.detail.to_string()).collect();
+    let mut args: Vec<Arg<'_>> = Vec::with_capacity(4 * entries.len());
+    for (e, detail) in entries.iter().zip(&details) {
+        args.extend::<[Arg<'_>; 4]>([
+            action_id.into(),
+            e.at.into(),
+            e.step.as_str().into(),
+            detail.into(),
+        ]);
     }
-    q.execute(&mut **tx).await?;
+    tx.exec(&sql, &args).await?;
     Ok(())
 }
 

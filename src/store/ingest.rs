@@ -4,8 +4,8 @@
 //!
 //! Two paths, one per backend, both with "each delivery succeeds or fails alone":
 //! - **SQLite** (one writer): deliveries that arrive together are committed together (group
-//!   commit), each in its own savepoint, so one delivery the database refuses is rolled back alone
-//!   and the others still commit with one fsync.
+//!   commit) by the intake writer ([`super::sqlite_intake`]) with one fsync; one delivery the
+//!   database refuses is stored alone, and so are the others of its batch.
 //! - **PostgreSQL** (several replicas): each delivery is its own transaction on its own
 //!   connection (PostgreSQL groups concurrent commits itself). Before reading an employee's
 //!   history the transaction takes an advisory lock per identifier (employee id, email), in sorted
@@ -13,11 +13,13 @@
 //!   replicas at once are planned one after the other, never both against the same old history.
 
 use serde_json::json;
-use sqlx::{Acquire, Any, AnyPool, Row, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::Acquire;
+use tokio::sync::oneshot;
 
 use super::actions::append_audit;
+use super::db::{Db, Row};
 use super::models::{AuditEntry, Ended, Ingested, NewDelivery, NewEvent};
+use super::sqlite_intake::{Job, Msg};
 use super::{from_ms, Backend, Store, StoreError};
 use crate::domain::lifecycle::{self, History, LastDeactivation, OpenAction, Plan, Switches};
 use crate::domain::{new_id, ActionKind, Status, Step};
@@ -25,33 +27,23 @@ use crate::domain::{new_id, ActionKind, Status, Step};
 /// "The same employee": the employee id, or the email ignoring case ($1, $2; NULL matches nothing).
 const SAME_EMPLOYEE: &str = "(employee_id = $1 OR email_lc = $2)";
 
-/// Deliveries committed together at most (group commit).
-const MAX_BATCH: usize = 64;
-
-/// One delivery waiting for the intake writer.
-pub(super) struct Job {
-    delivery: NewDelivery,
-    events: Vec<NewEvent>,
-    switches: Switches,
-    reply: oneshot::Sender<Result<Ingested, StoreError>>,
-}
-
 impl Store {
     /// Stores a delivery with its events and the actions they cause, and returns once that is
     /// durably committed. A delivery whose dedupe key is already stored is a duplicate and stores
     /// nothing.
     ///
-    /// Deliveries that arrive together are committed together (group commit): each in its own
-    /// savepoint, all with one durable commit, so a burst costs one fsync instead of one each.
-    /// Nobody is answered before the commit that holds their delivery.
+    /// On SQLite, deliveries that arrive together are committed together (group commit) by the
+    /// intake writer ([`super::sqlite_intake`]): each in its own savepoint, all with one durable
+    /// commit, so a burst costs one fsync instead of one each. Nobody is answered before the
+    /// commit that holds their delivery.
     pub async fn ingest(
         &self,
         delivery: &NewDelivery,
         events: &[NewEvent],
         switches: &Switches,
     ) -> Result<Ingested, StoreError> {
-        if self.backend == Backend::Postgres {
-            // Each delivery in its own transaction; the pool bounds how many run at once.
+        let Some(intake) = &self.intake else {
+            // PostgreSQL: each delivery in its own transaction; the pool bounds how many run at once.
             let mut conn = self.pool.acquire().await?;
             let mut tx = conn.begin().await?;
             let outcome = ingest_in(&mut tx, self.backend, delivery, events, switches).await?;
@@ -60,7 +52,7 @@ impl Store {
                 Ingested::Stored { .. } => tx.commit().await?,
             }
             return Ok(outcome);
-        }
+        };
         let (reply, answer) = oneshot::channel();
         let job = Job {
             delivery: delivery.clone(),
@@ -68,124 +60,49 @@ impl Store {
             switches: switches.clone(),
             reply,
         };
-        self.intake
-            .send(job)
+        let stopped = || StoreError::Unavailable("the intake writer has stopped".into());
+        intake
+            .send(Msg::Deliver(job))
             .await
-            .map_err(|_| StoreError::Unavailable("the intake writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the intake writer has stopped".into()))?
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
-/// Starts the intake writer of a store; it ends when the last sender is dropped.
-pub(super) fn spawn_writer(pool: AnyPool, backend: Backend) -> mpsc::Sender<Job> {
-    let (tx, mut rx) = mpsc::channel::<Job>(1024);
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            match commit_batch(&pool, backend, &batch).await {
-                Ok(outcomes) => {
-                    for (job, outcome) in batch.into_iter().zip(outcomes) {
-                        let _ = job.reply.send(outcome);
-                    }
-                }
-                Err(e) => {
-                    for job in batch {
-                        let _ = job.reply.send(Err(e.clone()));
-                    }
-                }
-            }
-        }
-    });
-    tx
-}
-
-/// Commits a batch: the outer error fails every delivery of it (the database is unavailable); an
-/// inner error is that one delivery's, rolled back to its savepoint while the others commit.
-async fn commit_batch(
-    pool: &AnyPool,
-    backend: Backend,
-    batch: &[Job],
-) -> Result<Vec<Result<Ingested, StoreError>>, StoreError> {
-    let mut conn = pool.acquire().await?;
-    if backend == Backend::Sqlite {
-        // Acknowledged means durable: this commit is fsynced (and with it every earlier one).
-        sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await?;
-    }
-    let result = async {
-        let mut tx = conn.begin().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for job in batch {
-            let mut one = Acquire::begin(&mut tx).await?;
-            match ingest_in(&mut one, backend, &job.delivery, &job.events, &job.switches).await {
-                Ok(outcome @ Ingested::Duplicate { .. }) => {
-                    one.rollback().await?;
-                    outcomes.push(Ok(outcome));
-                }
-                Ok(outcome @ Ingested::Stored { .. }) => {
-                    one.commit().await?;
-                    outcomes.push(Ok(outcome));
-                }
-                Err(e) if e.is_unavailable() => return Err(e),
-                Err(e) => {
-                    tracing::warn!(delivery_id = %job.delivery.id, error = %e, "the database refused one delivery; the rest of its batch goes on");
-                    one.rollback().await?;
-                    outcomes.push(Err(e));
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok::<_, StoreError>(outcomes)
-    }
-    .await;
-    if backend == Backend::Sqlite {
-        // Back to the connection's default; if this fails it stays on the safer setting.
-        let _ = sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await;
-    }
-    result
-}
-
-async fn ingest_in(
-    tx: &mut Transaction<'_, Any>,
+/// Stores one delivery inside an open transaction (or savepoint), on either access path.
+pub(super) async fn ingest_in<D: Db>(
+    tx: &mut D,
     backend: Backend,
     d: &NewDelivery,
     events: &[NewEvent],
     switches: &Switches,
 ) -> Result<Ingested, StoreError> {
     // The insert comes first so that a SQLite transaction takes the write lock at once.
-    let inserted = sqlx::query(
-        "INSERT INTO deliveries (id, source, dedupe_key, received_at, content_type, body, body_sha256, request_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id",
-    )
-    .bind(&d.id)
-    .bind(&d.source)
-    .bind(&d.dedupe_key)
-    .bind(d.received_at)
-    .bind(&d.content_type)
-    .bind(&d.body)
-    .bind(&d.body_sha256)
-    .bind(&d.request_id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let inserted = tx
+        .row(
+            "INSERT INTO deliveries (id, source, dedupe_key, received_at, content_type, body, body_sha256, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id",
+            &[
+                (&d.id).into(),
+                (&d.source).into(),
+                (&d.dedupe_key).into(),
+                d.received_at.into(),
+                (&d.content_type).into(),
+                (&d.body).into(),
+                (&d.body_sha256).into(),
+                (&d.request_id).into(),
+            ],
+        )
+        .await?;
     if inserted.is_none() {
-        let existing: String =
-            sqlx::query("SELECT id FROM deliveries WHERE source = $1 AND dedupe_key = $2")
-                .bind(&d.source)
-                .bind(&d.dedupe_key)
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get("id")?;
+        let existing = tx
+            .row(
+                "SELECT id FROM deliveries WHERE source = $1 AND dedupe_key = $2",
+                &[(&d.source).into(), (&d.dedupe_key).into()],
+            )
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("a conflicting delivery vanished".into()))?
+            .text(0)?;
         return Ok(Ingested::Duplicate {
             delivery_id: existing,
         });
@@ -195,6 +112,7 @@ async fn ingest_in(
     }
     let mut action_ids = Vec::new();
     let mut ended = Vec::new();
+    let mut next_run_at: Option<i64> = None;
     for ev in events {
         let email_lc = ev.email.as_ref().map(|e| e.to_lowercase());
         let history = history(tx, ev.employee_id.as_deref(), email_lc.as_deref()).await?;
@@ -206,43 +124,46 @@ async fn ingest_in(
         };
         let plan = lifecycle::plan(incoming, &history, switches);
         let (created, outcome) = apply(tx, d, ev, email_lc.as_deref(), &plan, &mut ended).await?;
-        if let Some(id) = &created {
-            action_ids.push(id.clone());
+        if let Some((_, Some(run_at))) = &created {
+            next_run_at = Some(next_run_at.map_or(*run_at, |n| n.min(*run_at)));
         }
-        sqlx::query(
+        let created = created.map(|(id, _)| id);
+        tx.exec(
             "INSERT INTO events (id, delivery_id, action_id, type, sender_type, employee_id, email, email_lc, name, effective_at, \
              occurred_at, created_at, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            &[
+                (&ev.id).into(),
+                (&d.id).into(),
+                (&created).into(),
+                ev.kind.as_str().into(),
+                (&ev.sender_type).into(),
+                (&ev.employee_id).into(),
+                (&ev.email).into(),
+                email_lc.as_deref().into(),
+                (&ev.name).into(),
+                (&ev.effective_at).into(),
+                ev.occurred_at.into(),
+                d.received_at.into(),
+                outcome.as_str().into(),
+            ],
         )
-        .bind(&ev.id)
-        .bind(&d.id)
-        .bind(created)
-        .bind(ev.kind.as_str())
-        .bind(&ev.sender_type)
-        .bind(&ev.employee_id)
-        .bind(&ev.email)
-        .bind(email_lc.as_deref())
-        .bind(&ev.name)
-        .bind(&ev.effective_at)
-        .bind(ev.occurred_at)
-        .bind(d.received_at)
-        .bind(outcome)
-        .execute(&mut **tx)
         .await?;
+        if let Some(id) = created {
+            action_ids.push(id);
+        }
     }
     Ok(Ingested::Stored {
         delivery_id: d.id.clone(),
         action_ids,
         ended,
+        next_run_at,
     })
 }
 
 /// Takes a transaction-scoped advisory lock for each identifier of the delivery's employees, in
 /// sorted order (so that two deliveries never wait on each other in a cycle). A hash collision
 /// only makes two unrelated employees wait for each other briefly.
-async fn lock_employees(
-    tx: &mut Transaction<'_, Any>,
-    events: &[NewEvent],
-) -> Result<(), StoreError> {
+async fn lock_employees<D: Db>(tx: &mut D, events: &[NewEvent]) -> Result<(), StoreError> {
     let mut keys: Vec<String> = events
         .iter()
         .flat_map(|e| {
@@ -257,74 +178,73 @@ async fn lock_employees(
     keys.sort();
     keys.dedup();
     for key in keys {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0)) IS NULL AS waited")
-            .bind(key)
-            .fetch_one(&mut **tx)
-            .await?;
+        tx.rows(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)) IS NULL AS waited",
+            &[key.as_str().into()],
+        )
+        .await?;
     }
     Ok(())
 }
 
-async fn history(
-    tx: &mut Transaction<'_, Any>,
+fn parse_status(status: &str) -> Result<Status, StoreError> {
+    status
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("stored status {status:?}")))
+}
+
+async fn history<D: Db>(
+    tx: &mut D,
     employee_id: Option<&str>,
     email_lc: Option<&str>,
 ) -> Result<History, StoreError> {
-    let newest = sqlx::query(&format!("SELECT id, occurred_at FROM events WHERE {SAME_EMPLOYEE} ORDER BY occurred_at DESC, id DESC LIMIT 1"))
-        .bind(employee_id)
-        .bind(email_lc)
-        .fetch_optional(&mut **tx)
+    let who = [employee_id.into(), email_lc.into()];
+    let newest = tx
+        .row(&format!("SELECT id, occurred_at FROM events WHERE {SAME_EMPLOYEE} ORDER BY occurred_at DESC, id DESC LIMIT 1"), &who)
         .await?
-        .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("occurred_at")?)))
+        .map(|r| Ok::<_, StoreError>((r.text(0)?, r.int(1)?)))
         .transpose()?;
-    let open_rows = sqlx::query(&format!(
-        "SELECT id, source, kind, status, write_sent, wf_user_id FROM actions \
-         WHERE status IN ('scheduled', 'pending', 'held', 'in_progress') AND {SAME_EMPLOYEE} ORDER BY id"
-    ))
-    .bind(employee_id)
-    .bind(email_lc)
-    .fetch_all(&mut **tx)
-    .await?;
+    let open_rows = tx
+        .rows(
+            &format!(
+                "SELECT id, source, kind, status, write_sent, wf_user_id FROM actions \
+                 WHERE status IN ('scheduled', 'pending', 'held', 'in_progress') AND {SAME_EMPLOYEE} ORDER BY id"
+            ),
+            &who,
+        )
+        .await?;
     let mut open = Vec::new();
     for r in open_rows {
-        let kind: String = r.try_get("kind")?;
-        let status: String = r.try_get("status")?;
+        let kind = r.text(2)?;
         open.push(OpenAction {
-            id: r.try_get("id")?,
-            source: r.try_get("source")?,
+            id: r.text(0)?,
+            source: r.text(1)?,
             kind: ActionKind::parse(&kind)
                 .ok_or_else(|| StoreError::Corrupt(format!("stored kind {kind:?}")))?,
-            status: status
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("stored status {status:?}")))?,
-            write_sent: r.try_get::<i64, _>("write_sent")? != 0,
-            user_id: r.try_get("wf_user_id")?,
+            status: parse_status(&r.text(3)?)?,
+            write_sent: r.int(4)? != 0,
+            user_id: r.opt_text(5)?,
         });
     }
-    let last = sqlx::query(&format!(
-        "SELECT id, source, status, reason, write_sent, wf_user_id FROM actions WHERE kind = 'deactivate' \
-         AND status NOT IN ('skipped', 'cancelled') AND {SAME_EMPLOYEE} ORDER BY id DESC LIMIT 1"
-    ))
-    .bind(employee_id)
-    .bind(email_lc)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let last = tx
+        .row(
+            &format!(
+                "SELECT id, source, status, reason, write_sent, wf_user_id FROM actions WHERE kind = 'deactivate' \
+                 AND status NOT IN ('skipped', 'cancelled') AND {SAME_EMPLOYEE} ORDER BY id DESC LIMIT 1"
+            ),
+            &who,
+        )
+        .await?;
     let last_deactivation = match last {
         None => None,
-        Some(r) => {
-            let status: String = r.try_get("status")?;
-            let reason: Option<String> = r.try_get("reason")?;
-            Some(LastDeactivation {
-                id: r.try_get("id")?,
-                source: r.try_get("source")?,
-                status: status
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("stored status {status:?}")))?,
-                reason: reason.and_then(|x| x.parse().ok()),
-                write_sent: r.try_get::<i64, _>("write_sent")? != 0,
-                user_id: r.try_get("wf_user_id")?,
-            })
-        }
+        Some(r) => Some(LastDeactivation {
+            id: r.text(0)?,
+            source: r.text(1)?,
+            status: parse_status(&r.text(2)?)?,
+            reason: r.opt_text(3)?.and_then(|x| x.parse().ok()),
+            write_sent: r.int(4)? != 0,
+            user_id: r.opt_text(5)?,
+        }),
     };
     let reactivation_open = open.iter().any(|a| a.kind == ActionKind::Reactivate);
     Ok(History {
@@ -335,16 +255,17 @@ async fn history(
     })
 }
 
-/// Applies a plan; returns the created action's id and a short outcome for the event row, and
-/// pushes the actions it ended at once to `ended` (for metrics).
-async fn apply(
-    tx: &mut Transaction<'_, Any>,
+/// Applies a plan; returns the created action (its id, and when it may first run if it is
+/// runnable) and a short outcome for the event row, and pushes the actions it ended at once to
+/// `ended` (for metrics).
+async fn apply<D: Db>(
+    tx: &mut D,
     d: &NewDelivery,
     ev: &NewEvent,
     email_lc: Option<&str>,
     plan: &Plan,
     ended: &mut Vec<Ended>,
-) -> Result<(Option<String>, String), StoreError> {
+) -> Result<(Option<(String, Option<i64>)>, String), StoreError> {
     let now = d.received_at;
     let mut outcome = Vec::new();
     let changes = [
@@ -365,18 +286,15 @@ async fn apply(
     ];
     for (ids, status, reason, step, key) in changes {
         for id in ids {
-            let changed = sqlx::query(
-                "UPDATE actions SET status = $2, reason = $3, updated_at = $4, done_at = $4 \
-                 WHERE id = $1 AND status IN ('scheduled', 'pending', 'held') RETURNING kind",
-            )
-            .bind(id)
-            .bind(status)
-            .bind(reason)
-            .bind(now)
-            .fetch_optional(&mut **tx)
-            .await?;
+            let changed: Option<Row> = tx
+                .row(
+                    "UPDATE actions SET status = $2, reason = $3, updated_at = $4, done_at = $4 \
+                     WHERE id = $1 AND status IN ('scheduled', 'pending', 'held') RETURNING kind",
+                    &[id.into(), status.into(), reason.into(), now.into()],
+                )
+                .await?;
             if let Some(row) = changed {
-                let kind: String = row.try_get("kind")?;
+                let kind = row.text(0)?;
                 if let (Some(k), Ok(st), Ok(re)) =
                     (ActionKind::parse(&kind), status.parse(), reason.parse())
                 {
@@ -397,11 +315,11 @@ async fn apply(
         }
     }
     for id in &plan.request_cancel {
-        sqlx::query("UPDATE actions SET cancel_requested = 1, updated_at = $2 WHERE id = $1 AND status = 'in_progress'")
-            .bind(id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+        tx.exec(
+            "UPDATE actions SET cancel_requested = 1, updated_at = $2 WHERE id = $1 AND status = 'in_progress'",
+            &[id.into(), now.into()],
+        )
+        .await?;
         append_audit(
             tx,
             id,
@@ -428,26 +346,32 @@ async fn apply(
     if let (true, Some(reason)) = (terminal, create.reason) {
         ended.push((create.kind, create.status, reason));
     }
-    sqlx::query(
+    let run_at = if create.status == Status::Pending && create.user_id.is_some() {
+        now
+    } else {
+        ev.due_at
+    };
+    tx.exec(
         "INSERT INTO actions (id, kind, status, reason, due_at, run_at, created_at, updated_at, source, employee_id, email, email_lc, \
          employee_name, wf_user_id, done_at, delivery_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        &[
+            (&id).into(),
+            create.kind.as_str().into(),
+            create.status.as_str().into(),
+            create.reason.map(|r| r.as_str()).into(),
+            ev.due_at.into(),
+            run_at.into(),
+            now.into(),
+            (&d.source).into(),
+            (&ev.employee_id).into(),
+            (&ev.email).into(),
+            email_lc.into(),
+            (&ev.name).into(),
+            (&create.user_id).into(),
+            terminal.then_some(now).into(),
+            (&d.id).into(),
+        ],
     )
-    .bind(&id)
-    .bind(create.kind.as_str())
-    .bind(create.status.as_str())
-    .bind(create.reason.map(|r| r.as_str()))
-    .bind(ev.due_at)
-    .bind(if create.status == Status::Pending && create.user_id.is_some() { now } else { ev.due_at })
-    .bind(now)
-    .bind(&d.source)
-    .bind(&ev.employee_id)
-    .bind(&ev.email)
-    .bind(email_lc)
-    .bind(&ev.name)
-    .bind(&create.user_id)
-    .bind(terminal.then_some(now))
-    .bind(&d.id)
-    .execute(&mut **tx)
     .await?;
     let mut detail = ev.detail.clone();
     if let Some(newer) = &plan.stale_because_of {
@@ -468,7 +392,8 @@ async fn apply(
     }
     append_audit(tx, &id, &entries).await?;
     outcome.push(format!("created {id}"));
-    Ok((Some(id), outcome.join("; ")))
+    let runnable = matches!(create.status, Status::Pending | Status::Scheduled);
+    Ok((Some((id, runnable.then_some(run_at))), outcome.join("; ")))
 }
 
 #[cfg(test)]

@@ -12,11 +12,13 @@
 //! takes the row again.
 
 mod actions;
+mod db;
 mod ingest;
 mod migrations;
 mod models;
 mod operator;
 mod slots;
+mod sqlite_intake;
 
 use std::time::Duration;
 
@@ -109,8 +111,13 @@ pub struct Store {
     backend: Backend,
     /// The service's one clock: every time the store writes or compares comes from it.
     clock: Clock,
-    /// The intake writer (group commit of deliveries).
-    intake: tokio::sync::mpsc::Sender<ingest::Job>,
+    /// The SQLite intake writer (group commit of deliveries); PostgreSQL has none.
+    intake: Option<tokio::sync::mpsc::Sender<sqlite_intake::Msg>>,
+    /// SQLite's one write lock, taken in this process first and in arrival order (the lock is
+    /// fair), by the intake writer and by every write on the pool. Without it the two
+    /// connections meet only in SQLite's busy handler, which polls with growing sleeps: under a
+    /// stream of deliveries a worker's claim waited seconds for a gap.
+    write: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -149,7 +156,7 @@ impl Store {
                             use sqlx::Executor;
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             // Worker bookkeeping commits without fsync (it is redone safely if an OS
-                            // crash loses it); intake switches to FULL for its own commit.
+                            // crash loses it); intake has its own connection, with FULL.
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
@@ -161,13 +168,60 @@ impl Store {
             }
             Backend::Postgres => options.max_connections(8).connect(&url).await?,
         };
-        let intake = ingest::spawn_writer(pool.clone(), backend);
+        let write = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let intake = match backend {
+            Backend::Sqlite => {
+                use std::str::FromStr;
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?;
+                let file = options.get_filename();
+                // Intake has its own connection: an in-memory database would be another database
+                // for it (and would lose every acknowledged delivery at exit anyway).
+                if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
+                    return Err(StoreError::Unavailable(
+                        "an in-memory SQLite database cannot hold acknowledged deliveries; use a file (sqlite:///path/offboard.db)".into(),
+                    ));
+                }
+                Some(sqlite_intake::spawn(file, write.clone())?)
+            }
+            Backend::Postgres => None,
+        };
         Ok(Store {
             pool,
             backend,
             clock,
             intake,
+            write,
         })
+    }
+
+    /// Waits for this process's turn to write (SQLite; on PostgreSQL, `None` at once). Hold the
+    /// guard until the write has committed.
+    pub(super) async fn writing(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+
+    /// Begins a write transaction, with this process's turn to write ([`Store::writing`]; keep
+    /// the guard until the commit). On SQLite it also takes the file's write lock at once
+    /// (`BEGIN IMMEDIATE`): another process (the CLI) may write too, and a transaction that read
+    /// first and wrote later would fail, not wait, if another had committed in between.
+    pub(super) async fn begin(
+        &self,
+    ) -> Result<
+        (
+            Option<tokio::sync::MutexGuard<'_, ()>>,
+            sqlx::Transaction<'static, sqlx::Any>,
+        ),
+        StoreError,
+    > {
+        let turn = self.writing().await;
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok((turn, tx))
     }
 
     pub fn backend(&self) -> Backend {
@@ -185,7 +239,7 @@ impl Store {
 
     /// Ok when the database answers, is migrated, and the intake writer runs.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        if self.intake.is_closed() {
+        if self.intake.as_ref().is_some_and(|i| i.is_closed()) {
             return Err(StoreError::Unavailable(
                 "the intake writer has stopped".into(),
             ));
@@ -197,6 +251,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(intake) = &self.intake {
+            let _ = intake.send(sqlite_intake::Msg::Stop).await;
+        }
         self.pool.close().await;
     }
 }

@@ -49,6 +49,8 @@ pub enum Ingested {
         /// Actions that this delivery ended at once (superseded, cancelled, recorded as
         /// skipped), for metrics.
         ended: Vec<Ended>,
+        /// When the earliest action it created may first run (ms), if it created a runnable one.
+        next_run_at: Option<i64>,
     },
     Duplicate {
         delivery_id: String,

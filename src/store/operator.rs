@@ -107,7 +107,7 @@ impl Store {
         let now = self.clock.now_ms();
         let window_ms = brake.map(|b| b.limit.window_ms).unwrap_or(0);
         let kind = brake.map(|b| b.kind).unwrap_or(ActionKind::Deactivate);
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(BRAKE_LOCK)
@@ -255,7 +255,7 @@ impl Store {
         audit: AuditEntry,
     ) -> Result<ActionRecord, OpError> {
         let now = self.clock.now_ms();
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let sql = format!("SELECT {ACTION_COLS} FROM actions WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
@@ -306,7 +306,7 @@ impl Store {
     /// Approves every action held by the brake and disengages it; returns their ids.
     pub async fn release_brake(&self, audit: AuditEntry) -> Result<Vec<String>, StoreError> {
         let now = self.clock.now_ms();
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let ids: Vec<String> = sqlx::query(
             "UPDATE actions SET status = 'pending', reason = NULL, approved = 1, run_at = $1, updated_at = $1 \
              WHERE status = 'held' AND reason = 'rate_brake' RETURNING id",
@@ -371,6 +371,7 @@ impl Store {
         audit_days: u32,
     ) -> Result<(u64, u64), StoreError> {
         const DAY: i64 = 86_400_000;
+        let _turn = self.writing().await;
         let bodies = sqlx::query(
             "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND received_at < $1",
         )
