@@ -33,9 +33,8 @@ impl Store {
     /// nothing.
     ///
     /// On SQLite, deliveries that arrive together are committed together (group commit) by the
-    /// intake writer ([`super::sqlite_intake`]): each in its own savepoint, all with one durable
-    /// commit, so a burst costs one fsync instead of one each. Nobody is answered before the
-    /// commit that holds their delivery.
+    /// intake writer ([`super::sqlite_intake`]) with one durable commit, so a burst costs one
+    /// fsync instead of one each. Nobody is answered before the commit that holds their delivery.
     pub async fn ingest(
         &self,
         delivery: &NewDelivery,
@@ -69,7 +68,7 @@ impl Store {
     }
 }
 
-/// Stores one delivery inside an open transaction (or savepoint), on either access path.
+/// Stores one delivery inside an open transaction, on either access path.
 pub(super) async fn ingest_in<D: Db>(
     tx: &mut D,
     backend: Backend,

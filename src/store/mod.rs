@@ -129,6 +129,14 @@ impl Store {
         sqlx::any::install_default_drivers();
         let raw = url.expose_secret();
         let (backend, url) = if raw.starts_with("sqlite:") {
+            // Intake has its own connection: an in-memory database would be another database for
+            // it (and would lose every acknowledged delivery at exit anyway). These are sqlx's
+            // spellings of one.
+            if raw.contains(":memory:") || raw.contains("mode=memory") {
+                return Err(StoreError::Unavailable(
+                    "an in-memory SQLite database cannot hold acknowledged deliveries; use a file (sqlite:///path/offboard.db)".into(),
+                ));
+            }
             let with_mode = if raw.contains("mode=") {
                 raw.to_string()
             } else if raw.contains('?') {
@@ -174,13 +182,6 @@ impl Store {
                 use std::str::FromStr;
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?;
                 let file = options.get_filename();
-                // Intake has its own connection: an in-memory database would be another database
-                // for it (and would lose every acknowledged delivery at exit anyway).
-                if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
-                    return Err(StoreError::Unavailable(
-                        "an in-memory SQLite database cannot hold acknowledged deliveries; use a file (sqlite:///path/offboard.db)".into(),
-                    ));
-                }
                 Some(sqlite_intake::spawn(file, write.clone())?)
             }
             Backend::Postgres => None,

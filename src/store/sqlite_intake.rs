@@ -179,7 +179,7 @@ fn now_or_never<T>(fut: impl Future<Output = Result<T, StoreError>>) -> Result<T
     }
 }
 
-/// The writer's connection inside a savepoint.
+/// The writer's connection inside its batch's transaction.
 struct Lite<'c>(&'c Connection);
 
 impl Lite<'_> {
@@ -249,5 +249,25 @@ fn to_store(e: rusqlite::Error) -> StoreError {
         | rusqlite::Error::InvalidColumnType(..)
         | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(text),
         _ => StoreError::Unavailable(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::clock::Clock;
+    use crate::store::{Store, StoreError};
+
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_refused_with_the_reason() {
+        for url in ["sqlite::memory:", "sqlite://:memory:"] {
+            let err = Store::connect(&url.to_string().into(), Clock::system())
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{url} was accepted"));
+            assert!(
+                matches!(&err, StoreError::Unavailable(m) if m.contains("in-memory")),
+                "{url}: {err}"
+            );
+        }
     }
 }
