@@ -105,6 +105,24 @@ fn a_database_url_file_replaces_the_default_url() {
 }
 
 #[test]
+fn an_in_memory_sqlite_url_is_refused_naming_the_key() {
+    for url in [
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        "sqlite://x.db?mode=memory",
+    ] {
+        let err = Settings::from_toml(&format!("[database]\nurl = {url:?}"))
+            .err()
+            .unwrap_or_else(|| panic!("{url} was accepted"))
+            .to_string();
+        assert!(
+            err.contains("database.url") && err.contains("in-memory"),
+            "{url}: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_secret_given_twice_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("key");

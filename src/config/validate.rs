@@ -40,6 +40,9 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
                 "must start with sqlite: or postgres:// (postgresql://)",
             ));
         }
+        if crate::store::is_in_memory_sqlite(u) {
+            return Err(bad("database.url", crate::store::IN_MEMORY_REFUSED));
+        }
     }
 
     let workfront = validate_workfront(raw.workfront)?;

@@ -69,18 +69,18 @@ pub fn wakes_worker(run_at: Option<i64>, now_ms: i64, poll: std::time::Duration)
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use jiff::civil::date;
+
     #[test]
     fn only_actions_due_within_one_poll_wake_the_worker() {
         let poll = std::time::Duration::from_millis(500);
-        assert!(super::wakes_worker(Some(1_000), 1_000, poll));
-        assert!(super::wakes_worker(Some(900), 1_000, poll));
-        assert!(super::wakes_worker(Some(1_500), 1_000, poll));
-        assert!(!super::wakes_worker(Some(1_501), 1_000, poll));
-        assert!(!super::wakes_worker(None, 1_000, poll));
+        assert!(wakes_worker(Some(1_000), 1_000, poll));
+        assert!(wakes_worker(Some(900), 1_000, poll));
+        assert!(wakes_worker(Some(1_500), 1_000, poll));
+        assert!(!wakes_worker(Some(1_501), 1_000, poll));
+        assert!(!wakes_worker(None, 1_000, poll));
     }
-
-    use super::*;
-    use jiff::civil::date;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -129,13 +129,8 @@ impl Store {
         sqlx::any::install_default_drivers();
         let raw = url.expose_secret();
         let (backend, url) = if raw.starts_with("sqlite:") {
-            // Intake has its own connection: an in-memory database would be another database for
-            // it (and would lose every acknowledged delivery at exit anyway). These are sqlx's
-            // spellings of one.
-            if raw.contains(":memory:") || raw.contains("mode=memory") {
-                return Err(StoreError::Unavailable(
-                    "an in-memory SQLite database cannot hold acknowledged deliveries; use a file (sqlite:///path/offboard.db)".into(),
-                ));
+            if is_in_memory_sqlite(raw) {
+                return Err(StoreError::Unavailable(IN_MEMORY_REFUSED.into()));
             }
             let with_mode = if raw.contains("mode=") {
                 raw.to_string()
@@ -258,6 +253,16 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// Whether a SQLite URL names an in-memory database (sqlx's spellings: `:memory:`,
+/// `mode=memory`). Refused: intake has its own connection, which would see another database, and
+/// an in-memory database would lose every acknowledged delivery at exit anyway.
+pub fn is_in_memory_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:") && (url.contains(":memory:") || url.contains("mode=memory"))
+}
+
+/// Why [`is_in_memory_sqlite`] URLs are refused.
+pub const IN_MEMORY_REFUSED: &str = "an in-memory SQLite database cannot hold acknowledged deliveries; use a file (sqlite:///path/offboard.db)";
 
 /// Milliseconds since the epoch.
 pub fn to_ms(t: jiff::Timestamp) -> i64 {

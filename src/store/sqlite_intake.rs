@@ -119,9 +119,10 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, write: &tokio::sync::M
 
 /// Commits a batch in one transaction. If the database refuses one delivery of it (its own data,
 /// not the database being unavailable), the batch is rolled back and each delivery is committed
-/// alone, so the refusal stays that delivery's. (Savepoints per delivery did the same at a cost
-/// paid by every batch: their sub-journal was a fifth of the writer's time in a profile.)
-/// The outer error fails every delivery of the batch: the database is unavailable.
+/// alone, so the refusal stays that delivery's and each answer is that delivery's own outcome.
+/// (Savepoints per delivery did the same at a cost paid by every batch: their sub-journal was a
+/// fifth of the writer's time in a profile.) The outer error fails every delivery of the batch:
+/// the database is unavailable and nothing of it was committed.
 fn commit_batch(
     conn: &mut Connection,
     batch: &[Job],
@@ -129,17 +130,19 @@ fn commit_batch(
     match commit_together(conn, batch) {
         Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
         Err(e) if e.is_unavailable() => Err(e),
-        Err(_) if batch.len() > 1 => batch
+        Err(_) => Ok(batch
             .iter()
-            .map(
-                |job| match commit_together(conn, std::slice::from_ref(job)) {
-                    Ok(mut one) => Ok(Ok(one.remove(0))),
-                    Err(e) if e.is_unavailable() => Err(e),
-                    Err(e) => Ok(Err(e)),
-                },
-            )
-            .collect(),
-        Err(e) => Ok(vec![Err(e)]),
+            .map(|job| {
+                let one = commit_together(conn, std::slice::from_ref(job)).map(|mut o| o.remove(0));
+                match &one {
+                    Err(e) if !e.is_unavailable() => {
+                        tracing::warn!(delivery_id = %job.delivery.id, error = %e, "the database refused one delivery; the rest of its batch is stored");
+                    }
+                    _ => {}
+                }
+                one
+            })
+            .collect()),
     }
 }
 
@@ -150,19 +153,13 @@ fn commit_together(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<Ingested>,
         .map_err(to_store)?;
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let outcome = now_or_never(ingest_in(
+        outcomes.push(now_or_never(ingest_in(
             &mut Lite(&tx),
             Backend::Sqlite,
             &job.delivery,
             &job.events,
             &job.switches,
-        ))
-        .inspect_err(|e| {
-            if !e.is_unavailable() {
-                tracing::warn!(delivery_id = %job.delivery.id, error = %e, "the database refused one delivery; it is stored alone and the rest of its batch again");
-            }
-        })?;
-        outcomes.push(outcome);
+        ))?);
     }
     tx.commit().map_err(to_store)?;
     Ok(outcomes)
