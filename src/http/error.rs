@@ -179,7 +179,7 @@ impl From<StoreError> for ApiError {
     /// refuses is that request's fault (4xx), and a row we cannot read is ours (500).
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) | StoreError::Migration(_) => {
+            StoreError::Unavailable(_) | StoreError::Contention(_) | StoreError::Migration(_) => {
                 tracing::error!(error = %e, "store unavailable");
                 ApiError::Unavailable
             }

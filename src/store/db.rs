@@ -122,3 +122,122 @@ impl Db for Transaction<'_, Any> {
         Ok(rows.into_iter().map(Row::Any).collect())
     }
 }
+
+/// An owned value, for rows gathered first and written together ([`insert_rows`]).
+#[derive(Debug, Clone)]
+pub(super) enum Cell {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl Cell {
+    pub(super) fn arg(&self) -> Arg<'_> {
+        match self {
+            Cell::Text(v) => Arg::Text(v.as_deref()),
+            Cell::Int(v) => Arg::Int(*v),
+        }
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(v: &str) -> Self {
+        Cell::Text(Some(v.to_owned()))
+    }
+}
+impl From<String> for Cell {
+    fn from(v: String) -> Self {
+        Cell::Text(Some(v))
+    }
+}
+impl From<&String> for Cell {
+    fn from(v: &String) -> Self {
+        Cell::Text(Some(v.clone()))
+    }
+}
+impl From<Option<&str>> for Cell {
+    fn from(v: Option<&str>) -> Self {
+        Cell::Text(v.map(str::to_owned))
+    }
+}
+impl From<&Option<String>> for Cell {
+    fn from(v: &Option<String>) -> Self {
+        Cell::Text(v.clone())
+    }
+}
+impl From<i64> for Cell {
+    fn from(v: i64) -> Self {
+        Cell::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Cell {
+    fn from(v: Option<i64>) -> Self {
+        Cell::Int(v)
+    }
+}
+
+/// Rows per multi-row statement at most.
+pub(super) const MAX_ROWS: usize = 64;
+
+/// Splits `n` items into chunks whose sizes are powers of two (64, 32, … 1), so that a batch of
+/// any size is written with few statements of few shapes: each shape is prepared once per
+/// connection and stays in the statement cache.
+pub(super) fn chunks(n: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < n {
+        let size = (n - at).min(MAX_ROWS);
+        let size = 1 << size.ilog2();
+        out.push(at..at + size);
+        at += size;
+    }
+    out
+}
+
+/// `($1, $2), ($3, $4)…`: `rows` groups of `width` parameters.
+pub(super) fn placeholders(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `{head} VALUES (…), (…) {tail}` for every row, in [`chunks`]; returns the rows the
+/// statements return (with a `RETURNING` tail), in order.
+pub(super) async fn insert_rows<D: Db>(
+    tx: &mut D,
+    head: &str,
+    tail: &str,
+    rows: &[Vec<Cell>],
+) -> Result<Vec<Row>, StoreError> {
+    let mut out = Vec::new();
+    let Some(width) = rows.first().map(Vec::len) else {
+        return Ok(out);
+    };
+    for range in chunks(rows.len()) {
+        let sql = format!("{head} VALUES {} {tail}", placeholders(range.len(), width));
+        let args: Vec<Arg<'_>> = rows[range].iter().flatten().map(Cell::arg).collect();
+        out.extend(tx.rows(&sql, &args).await?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_covering_every_item_in_order() {
+        assert!(chunks(0).is_empty());
+        assert_eq!(chunks(1), vec![0..1]);
+        assert_eq!(chunks(45), vec![0..32, 32..40, 40..44, 44..45]);
+        assert_eq!(chunks(130), vec![0..64, 64..128, 128..130]);
+    }
+
+    #[test]
+    fn placeholders_number_every_cell_of_every_row() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
+}

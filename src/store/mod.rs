@@ -17,6 +17,7 @@ mod ingest;
 mod migrations;
 mod models;
 mod operator;
+mod pg_intake;
 mod slots;
 mod sqlite_intake;
 
@@ -47,6 +48,9 @@ pub enum Backend {
 pub enum StoreError {
     /// The database cannot be reached or is failing: answer 503, the sender retries.
     Unavailable(String),
+    /// The transaction lost to a concurrent one (a deadlock or serialization failure, SQLSTATE
+    /// class 40): 503 too, but the same work redone may well succeed at once.
+    Contention(String),
     /// A constraint refused the change (it conflicts with what is stored): 409.
     Conflict(String),
     /// The database refused the data itself (text it cannot hold, a value out of range): the
@@ -60,7 +64,15 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the database itself is the trouble (as opposed to one request's data).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Migration(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Contention(_) | StoreError::Migration(_)
+        )
+    }
+
+    /// Whether the transaction lost to a concurrent one ([`StoreError::Contention`]).
+    pub fn is_contention(&self) -> bool {
+        matches!(self, StoreError::Contention(_))
     }
 }
 
@@ -68,6 +80,7 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
+            StoreError::Contention(m) => write!(f, "lost to a concurrent transaction: {m}"),
             StoreError::Conflict(m) => write!(f, "conflicts with stored data: {m}"),
             StoreError::BadData(m) => write!(f, "the database refused the data: {m}"),
             StoreError::Corrupt(m) => write!(f, "a stored row cannot be read: {m}"),
@@ -87,12 +100,14 @@ impl From<sqlx::Error> for StoreError {
         match &e {
             sqlx::Error::Database(db) => {
                 let class_22 = db.code().is_some_and(|c| c.starts_with("22"));
+                let class_40 = db.code().is_some_and(|c| c.starts_with("40"));
                 match db.kind() {
                     ErrorKind::UniqueViolation => StoreError::Conflict(text),
                     ErrorKind::ForeignKeyViolation
                     | ErrorKind::NotNullViolation
                     | ErrorKind::CheckViolation => StoreError::BadData(text),
                     _ if class_22 => StoreError::BadData(text),
+                    _ if class_40 => StoreError::Contention(text),
                     _ => StoreError::Unavailable(text),
                 }
             }
@@ -111,8 +126,8 @@ pub struct Store {
     backend: Backend,
     /// The service's one clock: every time the store writes or compares comes from it.
     clock: Clock,
-    /// The SQLite intake writer (group commit of deliveries); PostgreSQL has none.
-    intake: Option<tokio::sync::mpsc::Sender<sqlite_intake::Msg>>,
+    /// The intake writers' queue (group commit of deliveries, [`ingest`]).
+    intake: tokio::sync::mpsc::Sender<ingest::Msg>,
     /// SQLite's one write lock, taken in this process first and in arrival order (the lock is
     /// fair), by the intake writer and by every write on the pool. Without it the two
     /// connections meet only in SQLite's busy handler, which polls with growing sleeps: under a
@@ -177,9 +192,9 @@ impl Store {
                 use std::str::FromStr;
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?;
                 let file = options.get_filename();
-                Some(sqlite_intake::spawn(file, write.clone())?)
+                sqlite_intake::spawn(file, write.clone())?
             }
-            Backend::Postgres => None,
+            Backend::Postgres => pg_intake::spawn(pool.clone()),
         };
         Ok(Store {
             pool,
@@ -235,7 +250,7 @@ impl Store {
 
     /// Ok when the database answers, is migrated, and the intake writer runs.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        if self.intake.as_ref().is_some_and(|i| i.is_closed()) {
+        if self.intake.is_closed() {
             return Err(StoreError::Unavailable(
                 "the intake writer has stopped".into(),
             ));
@@ -247,9 +262,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        if let Some(intake) = &self.intake {
-            let _ = intake.send(sqlite_intake::Msg::Stop).await;
-        }
+        let _ = self.intake.send(ingest::Msg::Stop).await;
         self.pool.close().await;
     }
 }

@@ -1,8 +1,9 @@
 //! The SQLite intake writer: one thread with its own connection (rusqlite), which commits the
-//! deliveries that arrive together in one transaction (group commit).
+//! deliveries that arrive together in one transaction (group commit), written with a few
+//! multi-row statements ([`super::ingest::ingest_all`]).
 //!
 //! Why its own access path: sqlx runs each SQLite statement on a worker thread and hands every
-//! statement and every row across threads. A delivery is about ten statements, so a profile of
+//! statement and every row across threads. A delivery was about ten statements, so a profile of
 //! intake at 16 concurrent senders spent most of its time in thread wake-ups (futex waits and
 //! wakes, ~50% of samples) and under 2% in SQLite itself. Here a whole batch runs on one thread
 //! with cached prepared statements, and the only hand-overs are one per delivery in and out.
@@ -16,7 +17,6 @@
 //!   SQLite's busy handler, which polls with growing sleeps; transactions begin `IMMEDIATE`, so
 //!   a writer from another process (the CLI) is waited for (`busy_timeout`), never upgraded into
 //!   a stale snapshot.
-
 use std::future::Future;
 use std::path::Path;
 use std::pin::pin;
@@ -24,36 +24,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::db::{Arg, Db, Row};
-use super::ingest::ingest_in;
-use super::models::{Ingested, NewDelivery, NewEvent};
+use super::ingest::{ingest_all, Job, Msg, MAX_BATCH, QUEUE};
+use super::models::Ingested;
 use super::{Backend, StoreError};
-use crate::domain::lifecycle::Switches;
-
-/// Deliveries committed together at most.
-const MAX_BATCH: usize = 64;
-
-/// Deliveries waiting for the writer at most; a full queue makes senders wait (backpressure).
-const QUEUE: usize = 1024;
-
-/// One delivery waiting for the intake writer.
-pub(super) struct Job {
-    pub(super) delivery: NewDelivery,
-    pub(super) events: Vec<NewEvent>,
-    pub(super) switches: Switches,
-    pub(super) reply: oneshot::Sender<Result<Ingested, StoreError>>,
-}
-
-/// What the writer is sent.
-// Nearly every message is a delivery: boxing it would only add an allocation to each.
-#[allow(clippy::large_enum_variant)]
-pub(super) enum Msg {
-    Deliver(Job),
-    /// Close the connection and end (the store is closing); later deliveries are refused.
-    Stop,
-}
 
 /// Opens the writer's connection to the database file and starts its thread; the thread ends
 /// when the last sender is dropped.
@@ -73,7 +49,8 @@ pub(super) fn spawn(
          PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
     )
     .map_err(to_store)?;
-    conn.set_prepared_statement_cache_capacity(64);
+    // Statement shapes: a few per chunk size of each multi-row statement (see `db::chunks`).
+    conn.set_prepared_statement_cache_capacity(128);
     let (tx, rx) = mpsc::channel::<Msg>(QUEUE);
     std::thread::Builder::new()
         .name("sqlite-intake".into())
@@ -151,16 +128,7 @@ fn commit_together(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<Ingested>,
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(to_store)?;
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        outcomes.push(now_or_never(ingest_in(
-            &mut Lite(&tx),
-            Backend::Sqlite,
-            &job.delivery,
-            &job.events,
-            &job.switches,
-        ))?);
-    }
+    let outcomes = now_or_never(ingest_all(&mut Lite(&tx), Backend::Sqlite, jobs))?;
     tx.commit().map_err(to_store)?;
     Ok(outcomes)
 }
