@@ -6,7 +6,8 @@
 //! 2. The [`worker`] claims due actions with a lease and runs each through its pipeline: find the
 //!    user ([`workfront`]), check [`safety`], write, verify, retry per policy; every step lands in
 //!    the audit trail.
-//! 3. Operators look and steer through [`http::admin`]; [`sim`] stands in for Workfront.
+//! 3. Operators look and steer through [`http::admin`]; reconciliations ([`worker::reconcile`])
+//!    check lists of leavers against Workfront; [`sim`] stands in for Workfront.
 //!
 //! [`Application::build`] wires it all for `main`, the demo and the tests.
 
@@ -48,6 +49,7 @@ pub struct Application {
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
     retention: JoinHandle<()>,
+    reconciler: JoinHandle<()>,
 }
 
 impl Application {
@@ -108,10 +110,12 @@ impl Application {
         let health = Arc::new(Health::default());
         let metrics = Arc::new(metrics::Metrics::new());
         let notifier = notify::Notifier::new(settings.notify.webhook_url.clone());
+        let reconcile_wake = Arc::new(Notify::new());
         let state = http::AppState {
             store: store.clone(),
             settings: settings.clone(),
             wake: wake.clone(),
+            reconcile_wake: reconcile_wake.clone(),
             health: health.clone(),
             metrics: metrics.clone(),
             clock: clock.clone(),
@@ -126,6 +130,16 @@ impl Application {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
+        let reconciler = worker::reconcile::Reconciler {
+            store: store.clone(),
+            client: client.clone(),
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+            notifier: notifier.clone(),
+            wake: reconcile_wake,
+            worker_wake: wake.clone(),
+        };
+        let reconciler = tokio::spawn(reconciler.run(cancel.clone()));
         let shared = worker::Shared {
             store: store.clone(),
             settings: settings.clone(),
@@ -149,6 +163,7 @@ impl Application {
             server,
             worker,
             retention,
+            reconciler,
         })
     }
 
@@ -167,6 +182,7 @@ impl Application {
         let _ = self.server.await;
         let _ = self.worker.await;
         let _ = self.retention.await;
+        let _ = self.reconciler.await;
         self.store.close().await;
     }
 
@@ -175,6 +191,7 @@ impl Application {
         self.server.abort();
         self.worker.abort();
         self.retention.abort();
+        self.reconciler.abort();
     }
 
     /// Serves until SIGTERM or SIGINT, then stops gracefully.

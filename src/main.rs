@@ -50,6 +50,8 @@ enum Command {
     /// Operator commands over the admin API (OFFBOARD_URL, OFFBOARD_ADMIN_TOKEN).
     #[command(subcommand)]
     Actions(offboard::admin_client::ActionsCommand),
+    /// Check a list of leavers against Workfront; exit 1 when one still has access (a gap).
+    Reconcile(offboard::admin_client::reconcile::ReconcileArgs),
     /// Print the headers source NAME expects for the body on standard input (for curl).
     Sign {
         #[arg(long)]
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
             Command::Healthcheck { url } => offboard::cli::healthcheck(&url).await,
             Command::Migrate { config } => offboard::cli::migrate(config.as_deref()).await,
             Command::Actions(cmd) => offboard::admin_client::run(cmd).await,
+            Command::Reconcile(args) => offboard::admin_client::reconcile::run(args).await,
             Command::Sign { source, config } => offboard::cli::sign(config.as_deref(), &source),
         }
     })

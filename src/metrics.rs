@@ -2,7 +2,7 @@
 //!
 //! Labels come from enums and configured source names, never from request data, so their number
 //! stays bounded. Gauges that describe the store (`offboard_actions_waiting`,
-//! `offboard_brake_engaged`) are read from it at scrape time, so every replica reports the shared
+//! `offboard_brake_engaged`, `offboard_reconcile_gaps`) are read from it at scrape time, so every replica reports the shared
 //! truth.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -60,6 +60,7 @@ pub struct Metrics {
     brake: Gauge,
     last_delivery: Family<SourceLabels, Gauge>,
     concurrency_limit: Gauge<f64, std::sync::atomic::AtomicU64>,
+    reconcile_gaps: Gauge,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -104,6 +105,12 @@ impl Metrics {
             concurrency_limit.clone(),
         );
         let last_delivery = Family::<SourceLabels, Gauge>::default();
+        let reconcile_gaps = Gauge::default();
+        registry.register(
+            "offboard_reconcile_gaps",
+            "Leavers still active in Workfront, in the last finished reconciliation of each origin (a request, or each source's schedule)",
+            reconcile_gaps.clone(),
+        );
         registry.register(
             "offboard_deliveries",
             "Deliveries received, by source and result",
@@ -155,6 +162,7 @@ impl Metrics {
             brake,
             last_delivery,
             concurrency_limit,
+            reconcile_gaps,
         }
     }
 
@@ -229,6 +237,9 @@ impl Metrics {
         }
         if let Ok(engaged) = store.brake_engaged().await {
             self.brake.set(i64::from(engaged));
+        }
+        if let Ok(gaps) = store.reconcile_gaps().await {
+            self.reconcile_gaps.set(gaps);
         }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {

@@ -235,7 +235,10 @@ fn validate_workfront(raw: RawWorkfront) -> Result<WorkfrontSettings, ConfigErro
 }
 
 /// Source names that actions of operators and reconciliations carry.
-const RESERVED_SOURCE_NAMES: &[&str] = &[crate::domain::lifecycle::OPERATOR_SOURCE, "reconcile"];
+const RESERVED_SOURCE_NAMES: &[&str] = &[
+    crate::domain::lifecycle::OPERATOR_SOURCE,
+    crate::domain::reconcile::RECONCILE_SOURCE,
+];
 
 fn validate_source(
     name: &str,

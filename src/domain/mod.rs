@@ -10,6 +10,7 @@ pub mod clock;
 pub mod concurrency;
 pub mod due;
 pub mod lifecycle;
+pub mod reconcile;
 pub mod retry;
 
 use std::fmt;

@@ -87,7 +87,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ActionId {
 }
 
 /// A query string, or a JSON 400 when it does not parse.
-fn query(
+pub(super) fn query(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<HashMap<String, String>, ApiError> {
     q.map(|Query(q)| q)

@@ -3,7 +3,7 @@
 //! | route | module |
 //! |---|---|
 //! | `POST /webhooks/{source}` | [`webhooks`] |
-//! | `/admin/v1/...` | [`admin`] |
+//! | `/admin/v1/...` | [`admin`], [`operator`], [`reconcile`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`health`] |
 //! | `GET /openapi.json` | [`openapi`] |
 //!
@@ -14,6 +14,7 @@ pub mod error;
 pub mod health;
 pub mod openapi;
 pub mod operator;
+pub mod reconcile;
 pub mod webhooks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +48,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Wakes the worker when new work is stored.
     pub wake: Arc<Notify>,
+    /// Wakes the reconciliation runner when a report is created.
+    pub reconcile_wake: Arc<Notify>,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     /// The service's one clock (the store holds the same).
@@ -63,6 +66,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(operator::retry))
         .routes(routes!(operator::cancel))
         .routes(routes!(operator::release_brake))
+        .routes(routes!(reconcile::create))
+        .routes(routes!(reconcile::show))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

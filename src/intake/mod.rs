@@ -6,6 +6,7 @@
 //! the employee's actions is decided by [`crate::domain::lifecycle`] inside that transaction.
 
 pub mod data;
+pub mod leavers;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};

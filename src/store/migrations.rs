@@ -25,6 +25,7 @@ const SQLITE: &[(i64, &str, &str)] = embed!("sqlite":
     6 "fleet limit" "0006_fleet_limit.sql",
     7 "claimable" "0007_claimable.sql",
     8 "brake count" "0008_brake_count.sql",
+    9 "reconciliations" "0009_reconciliations.sql",
 );
 const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     1 "init" "0001_init.sql",
@@ -35,6 +36,7 @@ const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     6 "fleet limit" "0006_fleet_limit.sql",
     7 "claimable" "0007_claimable.sql",
     8 "brake count" "0008_brake_count.sql",
+    9 "reconciliations" "0009_reconciliations.sql",
 );
 
 #[derive(Debug)]

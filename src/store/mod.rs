@@ -18,6 +18,7 @@ mod migrations;
 mod models;
 mod operator;
 mod pg_intake;
+mod reconciliations;
 mod slots;
 mod sqlite_intake;
 
@@ -35,6 +36,7 @@ pub use models::{
     NewEvent, WfUserRef,
 };
 pub use operator::{Brake, Gate, OpChange, OpError};
+pub use reconciliations::{LeaverRecord, NewLeaverRow, ReconciliationRecord, RowResult};
 pub use slots::{FleetSlots, Slot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,9 @@
 //! hold leases it cannot work on. On shutdown it stops claiming, lets running actions finish within
 //! a bound, and gives back the leases of any that did not.
 
+mod matching;
 mod pipeline;
+pub mod reconcile;
 pub mod retention;
 
 use std::collections::HashSet;

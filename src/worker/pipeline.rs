@@ -8,20 +8,13 @@
 
 use serde_json::{json, Value};
 
+use super::matching::{self, Match};
 use super::Ctx;
-use crate::config::Identifier;
 use crate::domain::brake::BrakeLimit;
 use crate::domain::{ActionKind, Reason, Status, Step};
 use crate::safety::{self, Decision};
 use crate::store::{ActionRecord, AuditEntry, Brake, Gate, Update, WfUserRef};
 use crate::workfront::{Call, Exchange, Failure, FailureClass, User};
-
-/// What matching found.
-enum Match {
-    One(User),
-    NoOne,
-    Ambiguous(Vec<User>),
-}
 
 struct Attempt<'a> {
     ctx: &'a Ctx,
@@ -251,46 +244,25 @@ impl Attempt<'_> {
         }
     }
 
-    /// Searches every identifier of `matching.order` the action carries; all that find someone
-    /// must find the same single user.
+    /// Searches every identifier of `matching.order` the action carries ([`matching`]).
     async fn find(&mut self) -> Result<Match, Failure> {
-        let mut found: Vec<User> = Vec::new();
-        let mut ambiguous = false;
-        let order = self.ctx.settings.matching.order.clone();
-        for ident in order {
-            let (field, value, modifier) = match ident {
-                Identifier::EmployeeId => match &self.action.employee_id {
-                    Some(v) => (
-                        self.ctx.settings.matching.employee_id_field.clone(),
-                        v.clone(),
-                        "eq",
-                    ),
-                    None => continue,
-                },
-                Identifier::Email => match &self.action.email {
-                    Some(v) => (
-                        "emailAddr".to_string(),
-                        v.clone(),
-                        self.ctx.settings.matching.email_mod.as_str(),
-                    ),
-                    None => continue,
-                },
-            };
-            let call = self.ctx.client.search_users(&field, &value, modifier).await;
+        let searches = matching::searches(
+            &self.ctx.settings.matching,
+            self.action.employee_id.as_deref(),
+            self.action.email.as_deref(),
+        );
+        let mut answers = Vec::with_capacity(searches.len());
+        for s in searches {
+            let call = self
+                .ctx
+                .client
+                .search_users(&s.field, &s.value, &s.modifier)
+                .await;
             let users = self.take(call)?;
-            self.step(Step::Searched, json!({ "identifier": ident.as_str(), "field": field, "found": users.iter().map(|u| u.id.clone()).collect::<Vec<_>>() }));
-            ambiguous |= users.len() > 1;
-            for u in users {
-                if !found.iter().any(|f| f.id == u.id) {
-                    found.push(u);
-                }
-            }
+            self.step(Step::Searched, json!({ "identifier": s.ident.as_str(), "field": s.field, "found": users.iter().map(|u| u.id.clone()).collect::<Vec<_>>() }));
+            answers.push(users);
         }
-        Ok(match found.len() {
-            0 => Match::NoOne,
-            1 if !ambiguous => Match::One(found.remove(0)),
-            _ => Match::Ambiguous(found),
-        })
+        Ok(matching::decide(answers))
     }
 
     fn identifiers(&self) -> Value {

@@ -1,5 +1,5 @@
 //! The retention task: purges raw delivery bodies after `retention.payload_days` and audit rows
-//! after `retention.audit_days`. It runs shortly after start and then every `retention.interval`
+//! after `retention.audit_days`, and reconciliation reports with the audit. It runs shortly after start and then every `retention.interval`
 //! (an hour by default); what is due is
 //! computed from stored times, so a restart loses nothing and several replicas may run it.
 
@@ -29,6 +29,15 @@ pub async fn run(store: Store, settings: RetentionSettings, cancel: Cancellation
             Ok((0, 0)) => {}
             Ok((bodies, audit)) => tracing::info!(bodies, audit_rows = audit, "retention purge"),
             Err(e) => tracing::warn!(error = %e, "retention purge failed; will try again"),
+        }
+        // Reconciliation reports are audit evidence (and hold PII): kept as long as the audit.
+        let before = now - i64::from(settings.audit_days) * 86_400_000;
+        match store.purge_reconciliations(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reports = n, "retention purge of reconciliation reports"),
+            Err(e) => {
+                tracing::warn!(error = %e, "retention purge of reconciliation reports failed; will try again")
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ mod openapi;
 mod operator;
 mod pipeline;
 mod processes;
+mod reconcile;
 mod vendors;
 mod wait;
 mod webhooks;

@@ -78,6 +78,8 @@ async fn the_openapi_document_covers_every_endpoint_describes_every_response_and
         "POST /admin/v1/actions/{id}/retry",
         "POST /admin/v1/actions/{id}/cancel",
         "POST /admin/v1/brake/release",
+        "POST /admin/v1/reconciliations",
+        "GET /admin/v1/reconciliations/{id}",
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",
@@ -135,6 +137,8 @@ async fn the_openapi_document_covers_every_endpoint_describes_every_response_and
         "DeliveryAnswer",
         "StandardDelivery",
         "AuditEntry",
+        "ReconciliationView",
+        "ReconciliationCreated",
     ] {
         assert!(
             doc["components"]["schemas"].get(schema).is_some(),

@@ -1,4 +1,5 @@
-//! `offboard actions …`: a thin client of the admin API for operators.
+//! `offboard actions …`: a thin client of the admin API for operators (and `offboard reconcile`,
+//! [`reconcile`]).
 //!
 //! Reads `OFFBOARD_URL` (default `http://127.0.0.1:8080`) and `OFFBOARD_ADMIN_TOKEN`. Prints tables
 //! for people, or the API's JSON with `--json`. Exit codes: 0 done, 1 the API refused (its error
@@ -8,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
+
+pub mod reconcile;
 
 #[derive(Subcommand, Debug)]
 pub enum ActionsCommand {
@@ -85,16 +88,25 @@ struct Api {
     http: reqwest::Client,
 }
 
+impl Api {
+    /// From `OFFBOARD_URL` and `OFFBOARD_ADMIN_TOKEN`; `None` (after saying why) without a token.
+    fn from_env() -> Option<Api> {
+        let base = std::env::var("OFFBOARD_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+        let Ok(token) = std::env::var("OFFBOARD_ADMIN_TOKEN") else {
+            eprintln!("offboard: set OFFBOARD_ADMIN_TOKEN to the service's admin.token");
+            return None;
+        };
+        Some(Api {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+}
+
 pub async fn run(cmd: ActionsCommand) -> ExitCode {
-    let base = std::env::var("OFFBOARD_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    let Ok(token) = std::env::var("OFFBOARD_ADMIN_TOKEN") else {
-        eprintln!("offboard: set OFFBOARD_ADMIN_TOKEN to the service's admin.token");
+    let Some(api) = Api::from_env() else {
         return ExitCode::from(2);
-    };
-    let api = Api {
-        base: base.trim_end_matches('/').to_string(),
-        token,
-        http: reqwest::Client::new(),
     };
     let (result, as_json, table) = match cmd {
         ActionsCommand::List {
