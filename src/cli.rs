@@ -29,6 +29,9 @@ pub fn effective(s: &Settings) -> Value {
         .map(|(name, src)| {
             let mut v = src.describe();
             merge(&mut v, json!({"url_path": format!("/webhooks/{name}")}));
+            if let Some(api) = s.hr_apis.get(name) {
+                merge(&mut v, json!({"api": api.describe()}));
+            }
             (name.clone(), v)
         })
         .collect();

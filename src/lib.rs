@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod hrapi;
 pub mod http;
 pub mod intake;
 pub mod metrics;

@@ -59,6 +59,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Each configured sender, built by [`crate::sources::registry`].
     pub sources: BTreeMap<String, std::sync::Arc<dyn crate::sources::Source>>,
+    /// The HR vendor APIs of the sources that have `[sources.<name>.api]` (§4.3), by source.
+    pub hr_apis: BTreeMap<String, std::sync::Arc<dyn crate::hrapi::HrApi>>,
 }
 
 #[derive(Debug, Clone)]

@@ -156,8 +156,17 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         )?,
     };
     let mut sources = BTreeMap::new();
-    for (name, src) in raw.sources {
+    let mut hr_apis = BTreeMap::new();
+    for (name, mut src) in raw.sources {
+        // `[sources.<name>.api]` is the HR vendor's API (§4.3), built apart from the kind.
+        let api = src.as_object_mut().and_then(|t| t.remove("api"));
         let validated = validate_source(&name, src)?;
+        if let Some(api) = api {
+            hr_apis.insert(
+                name.clone(),
+                crate::hrapi::build(&name, validated.kind(), api)?,
+            );
+        }
         sources.insert(name, validated);
     }
     Ok(Settings {
@@ -190,6 +199,7 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         log,
         worker,
         sources,
+        hr_apis,
     })
 }
 

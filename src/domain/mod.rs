@@ -181,6 +181,7 @@ contract_enum!(Reason {
     RetriesExhausted => "retries_exhausted",
     WorkfrontRejected => "workfront_rejected",
     WorkfrontAuth => "workfront_auth",
+    HrApi => "hr_api",
 });
 
 contract_enum!(Step {
@@ -189,6 +190,7 @@ contract_enum!(Step {
     CancelledByHr => "cancelled_by_hr",
     CancelRequested => "cancel_requested",
     Resumed => "resumed",
+    HrLookup => "hr_lookup",
     AttemptStarted => "attempt_started",
     WorkfrontCall => "workfront_call",
     Searched => "searched",

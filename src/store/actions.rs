@@ -10,7 +10,7 @@ use crate::domain::{ActionKind, Reason, Status};
 
 pub(super) const ACTION_COLS: &str = "id, kind, status, reason, due_at, run_at, created_at, updated_at, source, \
     employee_id, email, employee_name, wf_user_id, wf_user_name, wf_user_email, candidates, attempts, \
-    write_sent, lease_owner, prev_owner, last_error, done_at, approved, delivery_id";
+    write_sent, lease_owner, prev_owner, last_error, done_at, approved, delivery_id, hr_looked_up_at";
 
 /// When the action in `table` may next be claimed (NULL: never, it rests), exactly as indexed by
 /// `actions_claimable` (migration 0007): the databases use an index on an expression only for the
@@ -38,6 +38,12 @@ pub struct Update {
     /// Give the lease back (any status but `in_progress`).
     pub release: bool,
     pub done: bool,
+    /// The work email the HR vendor's API gave (sets `email` and its lower-case form).
+    pub email: Option<String>,
+    /// A new due time (the termination date the HR vendor's API gave).
+    pub due_at: Option<i64>,
+    /// Record that the HR vendor's API was asked (at the update's time).
+    pub hr_looked_up: bool,
 }
 
 /// Filters of `GET /admin/v1/actions`.
@@ -125,6 +131,10 @@ impl Store {
                lease_until = CASE WHEN $14 = 1 THEN NULL ELSE lease_until END, \
                done_at = CASE WHEN $15 = 1 THEN $16 ELSE done_at END, \
                attempts = COALESCE($17, attempts), \
+               email = COALESCE($18, email), \
+               email_lc = COALESCE($21, email_lc), \
+               due_at = COALESCE($19, due_at), \
+               hr_looked_up_at = CASE WHEN $20 = 1 THEN $16 ELSE hr_looked_up_at END, \
                updated_at = $16 \
              WHERE id = $1 AND lease_owner = $2",
         )
@@ -145,6 +155,11 @@ impl Store {
         .bind(update.done as i64)
         .bind(now)
         .bind(update.attempts.map(i64::from))
+        .bind(update.email.as_deref())
+        .bind(update.due_at)
+        .bind(update.hr_looked_up as i64)
+        // Lower-cased as intake does (Rust's Unicode rules; SQLite's LOWER is ASCII only).
+        .bind(update.email.as_deref().map(str::to_lowercase))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -453,5 +468,6 @@ pub(super) fn action_from_row(r: &AnyRow) -> Result<ActionRecord, StoreError> {
         done_at: r.try_get("done_at")?,
         approved: r.try_get::<i64, _>("approved")? != 0,
         delivery_id: r.try_get("delivery_id")?,
+        hr_looked_up: r.try_get::<Option<i64>, _>("hr_looked_up_at")?.is_some(),
     })
 }

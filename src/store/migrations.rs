@@ -26,6 +26,7 @@ const SQLITE: &[(i64, &str, &str)] = embed!("sqlite":
     7 "claimable" "0007_claimable.sql",
     8 "brake count" "0008_brake_count.sql",
     9 "reconciliations" "0009_reconciliations.sql",
+    10 "hr lookup" "0010_hr_lookup.sql",
 );
 const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     1 "init" "0001_init.sql",
@@ -37,6 +38,7 @@ const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     7 "claimable" "0007_claimable.sql",
     8 "brake count" "0008_brake_count.sql",
     9 "reconciliations" "0009_reconciliations.sql",
+    10 "hr lookup" "0010_hr_lookup.sql",
 );
 
 #[derive(Debug)]

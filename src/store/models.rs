@@ -123,6 +123,8 @@ pub struct ActionRecord {
     pub approved: bool,
     /// The delivery that created it (none for rows older than this column).
     pub delivery_id: Option<String>,
+    /// The HR vendor's API was asked about this employee (§4.3).
+    pub hr_looked_up: bool,
 }
 
 /// An event as stored.

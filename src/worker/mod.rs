@@ -72,6 +72,9 @@ pub(crate) struct Ctx {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     pub notifier: Notifier,
+    /// For the HR vendors' APIs (§4.3): follows no redirect (a redirect is "down", and our
+    /// credentials never follow it elsewhere).
+    pub hr_http: reqwest::Client,
 }
 
 /// The handles a worker shares with the rest of the service.
@@ -111,6 +114,10 @@ impl Worker {
             health,
             metrics,
             notifier,
+            hr_http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
         };
         Worker {
             ctx: Arc::new(ctx),

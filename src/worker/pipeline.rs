@@ -20,6 +20,9 @@ struct Attempt<'a> {
     ctx: &'a Ctx,
     action: ActionRecord,
     audit: Vec<AuditEntry>,
+    /// The HR vendor's API was asked in this attempt: saved with the next state change, with
+    /// the work email it gave (if the action had none).
+    looked_up: Option<Option<String>>,
 }
 
 pub(crate) async fn process(ctx: &Ctx, action: ActionRecord) {
@@ -27,6 +30,7 @@ pub(crate) async fn process(ctx: &Ctx, action: ActionRecord) {
         ctx,
         action,
         audit: Vec::new(),
+        looked_up: None,
     };
     if let Some(prev) = run.action.prev_owner.clone() {
         run.step(
@@ -66,6 +70,16 @@ impl Attempt<'_> {
 
     async fn execute(&mut self) -> Result<(), crate::store::StoreError> {
         let kind = self.action.kind;
+        // 0. A thin delivery: ask the HR vendor's API for the work email and the date (§4.3).
+        if kind == ActionKind::Deactivate && self.action.user.is_none() && !self.action.hr_looked_up
+        {
+            let api = self.ctx.settings.hr_apis.get(&self.action.source).cloned();
+            if let (Some(api), Some(id)) = (api, self.action.employee_id.clone()) {
+                if self.hr_lookup(api.as_ref(), &id).await? {
+                    return Ok(());
+                }
+            }
+        }
         // 1. Find the user.
         let user = if let Some(known) = self.action.user.clone() {
             let call = self.ctx.client.get_user(&known.id).await;
@@ -440,7 +454,105 @@ impl Attempt<'_> {
         crate::telemetry::show_email(&who, self.ctx.settings.log.pii)
     }
 
-    async fn save(&mut self, update: Update) -> Result<(), crate::store::StoreError> {
+    /// Asks the HR vendor's API about the employee. True when the attempt ends here: the API is
+    /// down (the action waits, `pending/hr_api`, its retry budget untouched) or the termination
+    /// date it gave lies ahead (the action is scheduled for it).
+    async fn hr_lookup(
+        &mut self,
+        api: &dyn crate::hrapi::HrApi,
+        employee_id: &str,
+    ) -> Result<bool, crate::store::StoreError> {
+        use crate::hrapi::{ApiDown, Lookup};
+        let started = std::time::Instant::now();
+        let answer = api.lookup(&self.ctx.hr_http, employee_id).await;
+        let millis = started.elapsed().as_millis() as u64;
+        let now = self.ctx.store.clock().now();
+        match answer {
+            Err(ApiDown(why)) => {
+                let attempts = self.action.attempts;
+                let schedule = self.ctx.settings.retry.schedule();
+                let wait = self
+                    .ctx
+                    .settings
+                    .retry
+                    .next_delay(attempts, fastrand::f64())
+                    .or_else(|| schedule.last().copied())
+                    .unwrap_or(std::time::Duration::from_secs(60));
+                let next = now.as_millisecond() + wait.as_millis() as i64;
+                self.step(Step::HrLookup, json!({ "vendor": api.vendor(), "employee_id": employee_id, "ok": false,
+                    "error": why, "millis": millis, "next_attempt_at": crate::store::from_ms(next).to_string() }));
+                tracing::warn!(
+                    vendor = api.vendor(),
+                    "the HR vendor's API cannot answer; the action waits"
+                );
+                let update = Update {
+                    status: Some(Status::Pending),
+                    reason: Some(Some(Reason::HrApi)),
+                    run_at: Some(next),
+                    attempts: Some(attempts.saturating_sub(1)),
+                    last_error: Some(Some(why)),
+                    release: true,
+                    ..Default::default()
+                };
+                self.save(update).await?;
+                Ok(true)
+            }
+            Ok(Lookup::Unknown) => {
+                self.step(Step::HrLookup, json!({ "vendor": api.vendor(), "employee_id": employee_id, "ok": true, "found": false,
+                    "millis": millis, "note": "the vendor does not know this employee id; matching on the employee id alone" }));
+                self.looked_up = Some(None);
+                Ok(false)
+            }
+            Ok(Lookup::Found(person)) => {
+                self.step(Step::HrLookup, json!({ "vendor": api.vendor(), "employee_id": employee_id, "ok": true, "found": true,
+                    "millis": millis, "email": person.email, "termination_date": person.terminated_on.map(|d| d.to_string()) }));
+                let new_email = person.email.filter(|_| self.action.email.is_none());
+                if let Some(e) = &new_email {
+                    self.action.email = Some(e.clone());
+                }
+                self.looked_up = Some(new_email);
+                let Some(day) = person.terminated_on else {
+                    return Ok(false);
+                };
+                let lc = &self.ctx.settings.lifecycle;
+                let effective = crate::domain::Effective::Date(day);
+                let Ok(due) = crate::domain::due::due_at(
+                    Some(&effective),
+                    now,
+                    &lc.timezone,
+                    lc.date_only_means,
+                ) else {
+                    return Ok(false);
+                };
+                if due <= now {
+                    return Ok(false);
+                }
+                // Like `effective_at`: the action waits for the date the vendor gave.
+                let due_ms = due.as_millisecond();
+                self.step(
+                    Step::RetryScheduled,
+                    json!({ "scheduled_by": "hr_api", "due_at": due.to_string() }),
+                );
+                let update = Update {
+                    status: Some(Status::Scheduled),
+                    reason: Some(None),
+                    run_at: Some(due_ms),
+                    due_at: Some(due_ms),
+                    attempts: Some(self.action.attempts.saturating_sub(1)),
+                    release: true,
+                    ..Default::default()
+                };
+                self.save(update).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn save(&mut self, mut update: Update) -> Result<(), crate::store::StoreError> {
+        if let Some(email) = self.looked_up.take() {
+            update.hr_looked_up = true;
+            update.email = update.email.or(email);
+        }
         let audit = std::mem::take(&mut self.audit);
         if !self
             .ctx

@@ -6,6 +6,7 @@ mod credentials;
 mod durability;
 mod edges;
 mod harness;
+mod hr_apis;
 mod lifecycle;
 mod openapi;
 mod operator;
