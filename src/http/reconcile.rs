@@ -105,7 +105,7 @@ pub struct ReconciliationView {
     pub rows: Vec<LeaverView>,
 }
 
-#[utoipa::path(post, path = "/admin/v1/reconciliations", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/admin/v1/reconciliations", operation_id = "create_reconciliation", tag = "admin", security(("admin_token" = [])),
     params(("apply" = Option<bool>, Query, description = "create the missing deactivations (also `apply` in a JSON body)")),
     request_body(description = "CSV with a header row (`Content-Type: text/csv`; columns employee_id, email, terminated_on, others ignored), or JSON {\"leavers\": [{\"employee_id\", \"email\", \"terminated_on\"}], \"apply\": false}",
         content((LeaversBody = "application/json"), (String = "text/csv"))),
@@ -199,7 +199,7 @@ pub async fn create(
         .into_response())
 }
 
-#[utoipa::path(get, path = "/admin/v1/reconciliations/{id}", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/admin/v1/reconciliations/{id}", operation_id = "show_reconciliation", tag = "admin", security(("admin_token" = [])),
     params(("id" = String, Path, description = "rec_ and 32 hex digits")),
     responses(
         (status = 200, description = "the report (JSON, or CSV with `Accept: text/csv`)",

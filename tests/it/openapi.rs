@@ -44,10 +44,18 @@ async fn the_openapi_document_covers_every_endpoint_describes_every_response_and
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("openapi.json");
     std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     let mut served = BTreeSet::new();
+    let mut operation_ids = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
                 served.insert(format!("{} {path}", method.to_uppercase()));
+                // OpenAPI requires operationIds to be unique across the document.
+                if let Some(id) = op["operationId"].as_str() {
+                    assert!(
+                        operation_ids.insert(id.to_string()),
+                        "{method} {path}: operationId {id} is not unique"
+                    );
+                }
                 let responses = op["responses"].as_object().unwrap();
                 assert!(
                     !responses.is_empty(),
