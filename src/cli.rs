@@ -60,6 +60,8 @@ pub fn effective(s: &Settings) -> Value {
         "notify": {"webhook_url": s.notify.webhook_url.as_ref().map(|u| u.as_str())},
         "retention": {"payload_days": s.retention.payload_days, "audit_days": s.retention.audit_days,
             "interval": fmt_duration(s.retention.interval)},
+        "reconcile": {"interval": s.reconcile.interval.map(fmt_duration).unwrap_or_default(),
+            "lookback": fmt_duration(s.reconcile.lookback), "apply": s.reconcile.apply},
         "log": {"format": format!("{:?}", s.log.format).to_lowercase(), "pii": s.log.pii, "level": s.log.level},
         "worker": {"poll_interval": fmt_duration(s.worker.poll_interval), "lease": fmt_duration(s.worker.lease),
             "auth_probe_interval": fmt_duration(s.worker.auth_probe_interval)},

@@ -51,6 +51,7 @@ pub struct Application {
     worker: JoinHandle<()>,
     retention: JoinHandle<()>,
     reconciler: JoinHandle<()>,
+    scheduler: JoinHandle<()>,
 }
 
 impl Application {
@@ -131,6 +132,14 @@ impl Application {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
+        let scheduler = worker::schedule::Scheduler {
+            store: store.clone(),
+            settings: settings.clone(),
+            notifier: notifier.clone(),
+            hr_http: worker::hr_http(),
+            reconcile_wake: reconcile_wake.clone(),
+        };
+        let scheduler = tokio::spawn(scheduler.run(cancel.clone()));
         let reconciler = worker::reconcile::Reconciler {
             store: store.clone(),
             client: client.clone(),
@@ -165,6 +174,7 @@ impl Application {
             worker,
             retention,
             reconciler,
+            scheduler,
         })
     }
 
@@ -184,6 +194,7 @@ impl Application {
         let _ = self.worker.await;
         let _ = self.retention.await;
         let _ = self.reconciler.await;
+        let _ = self.scheduler.await;
         self.store.close().await;
     }
 
@@ -193,6 +204,7 @@ impl Application {
         self.worker.abort();
         self.retention.abort();
         self.reconciler.abort();
+        self.scheduler.abort();
     }
 
     /// Serves until SIGTERM or SIGINT, then stops gracefully.

@@ -55,6 +55,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub notify: NotifySettings,
     pub retention: RetentionSettings,
+    pub reconcile: ReconcileSettings,
     pub log: LogSettings,
     pub worker: WorkerSettings,
     /// Each configured sender, built by [`crate::sources::registry`].
@@ -180,6 +181,16 @@ pub struct RetentionSettings {
     pub audit_days: u32,
     /// How often the purge runs.
     pub interval: Duration,
+}
+
+/// `[reconcile]` (SPEC §12): scheduled reconciliations against the sources' HR APIs.
+#[derive(Debug, Clone)]
+pub struct ReconcileSettings {
+    /// `None`: only on request.
+    pub interval: Option<Duration>,
+    /// Scheduled runs check people who left within this period.
+    pub lookback: Duration,
+    pub apply: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

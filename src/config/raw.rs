@@ -19,6 +19,7 @@ pub(super) struct Raw {
     pub(super) admin: RawAdmin,
     pub(super) notify: RawNotify,
     pub(super) retention: RawRetention,
+    pub(super) reconcile: RawReconcile,
     pub(super) log: RawLog,
     pub(super) worker: RawWorker,
     #[serde(default)]
@@ -124,6 +125,14 @@ pub(super) struct RawRetention {
     pub(super) payload_days: u32,
     pub(super) audit_days: u32,
     pub(super) interval: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReconcile {
+    pub(super) interval: String,
+    pub(super) lookback: String,
+    pub(super) apply: bool,
 }
 
 #[derive(Deserialize)]

@@ -196,6 +196,14 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
             audit_days: raw.retention.audit_days,
             interval: positive_duration(&raw.retention.interval, "retention.interval")?,
         },
+        reconcile: ReconcileSettings {
+            interval: match raw.reconcile.interval.trim() {
+                "" => None,
+                i => Some(positive_duration(i, "reconcile.interval")?),
+            },
+            lookback: lookback(&raw.reconcile.lookback)?,
+            apply: raw.reconcile.apply,
+        },
         log,
         worker,
         sources,
@@ -332,6 +340,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         format!("{s:?} is not a duration (examples: \"500ms\", \"10s\", \"2m\", \"1h\")")
     })?;
     Duration::try_from(d).map_err(|_| format!("{s:?} must not be negative"))
+}
+
+/// `reconcile.lookback`: whole days (`"30d"`) or any duration.
+fn lookback(s: &str) -> Result<Duration, ConfigError> {
+    match s.trim().strip_suffix('d').map(|n| n.trim().parse::<u64>()) {
+        Some(Ok(days)) if days > 0 => Ok(Duration::from_secs(days * 86_400)),
+        Some(_) => Err(bad(
+            "reconcile.lookback",
+            "must be a positive number of days like \"30d\"",
+        )),
+        None => positive_duration(s, "reconcile.lookback"),
+    }
 }
 
 fn duration(s: &str, key: &str) -> Result<Duration, ConfigError> {

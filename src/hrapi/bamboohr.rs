@@ -67,6 +67,41 @@ impl HrApi for BambooHrApi {
         })
     }
 
+    /// A custom report of every employee (`onlyCurrent=false` includes the terminated).
+    fn leavers<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        since: jiff::civil::Date,
+        today: jiff::civil::Date,
+    ) -> futures_core::future::BoxFuture<'a, Result<Vec<super::Leaver>, ApiDown>> {
+        Box::pin(async move {
+            let mut url = self.endpoint.url(&["v1", "reports", "custom"]);
+            url.query_pairs_mut()
+                .append_pair("format", "JSON")
+                .append_pair("onlyCurrent", "false");
+            let req = http
+                .post(url)
+                .timeout(self.endpoint.timeout)
+                .basic_auth(self.api_key.expose_secret(), Some("x"))
+                .json(&json!({"title": "offboard leavers", "fields": ["id", "workEmail", "terminationDate", "status"]}));
+            let report = get_json(req, "BambooHR")
+                .await?
+                .ok_or_else(|| ApiDown("the BambooHR report endpoint is not there (404)".into()))?;
+            Ok(super::list_at(&report, "employees", "BambooHR")?
+                .iter()
+                .filter_map(|e| {
+                    super::leaver(
+                        text_at(e, &[&["id"]]).or_else(|| e["id"].as_i64().map(|n| n.to_string())),
+                        text_at(e, &[&["workEmail"]]),
+                        date(text_at(e, &[&["terminationDate"]])),
+                        since,
+                        today,
+                    )
+                })
+                .collect())
+        })
+    }
+
     fn describe(&self) -> Value {
         let mut v = self.endpoint.describe();
         v["api_key"] = json!("[redacted]");

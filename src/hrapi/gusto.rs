@@ -18,6 +18,8 @@ struct Table {
     base_url: String,
     access_token: Option<SecretString>,
     access_token_file: Option<std::path::PathBuf>,
+    /// The company whose terminated employees scheduled reconciliation lists.
+    company_id: Option<String>,
     timeout: Option<String>,
 }
 
@@ -25,6 +27,7 @@ struct Table {
 pub struct GustoApi {
     endpoint: Endpoint,
     token: SecretString,
+    company_id: Option<String>,
 }
 
 impl GustoApi {
@@ -33,6 +36,7 @@ impl GustoApi {
         Ok(GustoApi {
             endpoint: Endpoint::parse(key, &t.base_url, t.timeout.as_deref())?,
             token: required_secret(key, "access_token", t.access_token, t.access_token_file)?,
+            company_id: t.company_id.filter(|c| !c.trim().is_empty()),
         })
     }
 }
@@ -79,9 +83,62 @@ impl HrApi for GustoApi {
         })
     }
 
+    /// `GET /v1/companies/{company_id}/employees?terminated=true`, page by page (`page`, `per`),
+    /// each employee with its `terminations`.
+    fn leavers<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        since: jiff::civil::Date,
+        today: jiff::civil::Date,
+    ) -> futures_core::future::BoxFuture<'a, Result<Vec<super::Leaver>, ApiDown>> {
+        Box::pin(async move {
+            const PER: usize = 100;
+            let Some(company) = &self.company_id else {
+                return Err(ApiDown(
+                    "listing Gusto's leavers needs `company_id` in the source's [api] table".into(),
+                ));
+            };
+            let mut out = Vec::new();
+            for page in 1..=super::MAX_PAGES {
+                let mut url = self
+                    .endpoint
+                    .url(&["v1", "companies", company, "employees"]);
+                url.query_pairs_mut()
+                    .append_pair("terminated", "true")
+                    .append_pair("page", &page.to_string())
+                    .append_pair("per", &PER.to_string());
+                let req = http
+                    .get(url)
+                    .timeout(self.endpoint.timeout)
+                    .bearer_auth(self.token.expose_secret());
+                let list = get_json(req, "Gusto")
+                    .await?
+                    .ok_or_else(|| ApiDown(format!("Gusto knows no company {company:?} (404)")))?;
+                // Anything but a list is no answer: an empty listing would read as "nobody left".
+                let employees = list.as_array().cloned().ok_or_else(|| {
+                    ApiDown("Gusto's employee listing is not a JSON array".into())
+                })?;
+                out.extend(employees.iter().filter_map(|e| {
+                    super::leaver(
+                        text_at(e, &[&["uuid"], &["id"]]),
+                        text_at(e, &[&["work_email"], &["email"]]),
+                        termination_date(&e["terminations"]),
+                        since,
+                        today,
+                    )
+                }));
+                if employees.len() < PER {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn describe(&self) -> Value {
         let mut v = self.endpoint.describe();
         v["access_token"] = json!("[redacted]");
+        v["company_id"] = json!(self.company_id);
         v
     }
 }

@@ -79,6 +79,45 @@ impl HrApi for HiBobApi {
         })
     }
 
+    /// `POST /v1/people/search` with `showInactive`, reading the same fields as a lookup.
+    fn leavers<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        since: jiff::civil::Date,
+        today: jiff::civil::Date,
+    ) -> futures_core::future::BoxFuture<'a, Result<Vec<super::Leaver>, ApiDown>> {
+        Box::pin(async move {
+            let req = http
+                .post(self.endpoint.url(&["v1", "people", "search"]))
+                .timeout(self.endpoint.timeout)
+                .basic_auth(self.user.expose_secret(), Some(self.token.expose_secret()))
+                .json(&json!({"showInactive": true,
+                    "fields": ["root.id", "root.email", "internal.terminationDate", "internal.status"]}));
+            let found = get_json(req, "HiBob")
+                .await?
+                .ok_or_else(|| ApiDown("the HiBob search endpoint is not there (404)".into()))?;
+            Ok(super::list_at(&found, "employees", "HiBob")?
+                .iter()
+                .filter_map(|e| {
+                    super::leaver(
+                        text_at(e, &[&["id"], &["root", "id"]]),
+                        text_at(e, &[&["email"], &["root", "email"], &["work", "email"]]),
+                        date(text_at(
+                            e,
+                            &[
+                                &["internal", "terminationDate"],
+                                &["work", "terminationDate"],
+                                &["terminationDate"],
+                            ],
+                        )),
+                        since,
+                        today,
+                    )
+                })
+                .collect())
+        })
+    }
+
     fn describe(&self) -> Value {
         let mut v = self.endpoint.describe();
         v["service_user_id"] = json!("[redacted]");

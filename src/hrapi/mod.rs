@@ -34,6 +34,14 @@ pub enum Lookup {
     Unknown,
 }
 
+/// Someone the vendor lists as having left (scheduled reconciliation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leaver {
+    pub employee_id: String,
+    pub email: Option<String>,
+    pub terminated_on: jiff::civil::Date,
+}
+
 /// The vendor API could not answer now; try again later.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiDown(pub String);
@@ -46,6 +54,13 @@ pub trait HrApi: Send + Sync + Debug {
         http: &'a reqwest::Client,
         employee_id: &'a str,
     ) -> BoxFuture<'a, Result<Lookup, ApiDown>>;
+    /// Everyone whose termination date is in `since..=today` (scheduled reconciliation, §12).
+    fn leavers<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        since: jiff::civil::Date,
+        today: jiff::civil::Date,
+    ) -> BoxFuture<'a, Result<Vec<Leaver>, ApiDown>>;
     /// The settings with credentials redacted, for `check-config`.
     fn describe(&self) -> Value;
 }
@@ -202,6 +217,33 @@ pub fn date(text: Option<String>) -> Option<jiff::civil::Date> {
     day.parse().ok()
 }
 
+/// A leaver from one listed employee, if they left within `since..=today`.
+pub fn leaver(
+    id: Option<String>,
+    email_text: Option<String>,
+    terminated_on: Option<jiff::civil::Date>,
+    since: jiff::civil::Date,
+    today: jiff::civil::Date,
+) -> Option<Leaver> {
+    let day = terminated_on.filter(|d| *d >= since && *d <= today)?;
+    Some(Leaver {
+        employee_id: id?,
+        email: email(email_text),
+        terminated_on: day,
+    })
+}
+
+/// The list under `key` of a listing's answer. Anything else is no answer, never "nobody left":
+/// a listing read as empty would hide every leaver.
+pub fn list_at<'v>(answer: &'v Value, key: &str, vendor: &str) -> Result<&'v Vec<Value>, ApiDown> {
+    answer[key]
+        .as_array()
+        .ok_or_else(|| ApiDown(format!("{vendor}'s listing has no `{key}` list")))
+}
+
+/// Pages of a listing are read up to this many.
+pub const MAX_PAGES: usize = 200;
+
 /// A work email only when it is one.
 pub fn email(text: Option<String>) -> Option<String> {
     text.filter(|e| crate::intake::data::looks_like_email(e))
@@ -233,6 +275,21 @@ mod tests {
         assert_eq!(e.timeout, Duration::from_secs(10));
         assert!(Endpoint::parse("k", "ftp://x", None).is_err());
         assert!(Endpoint::parse("k", "https://x", Some("0s")).is_err());
+    }
+
+    #[test]
+    fn a_listing_without_its_list_is_a_failure_never_an_empty_listing() {
+        let ok = serde_json::json!({"employees": []});
+        assert!(list_at(&ok, "employees", "V").unwrap().is_empty());
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"employees": null}),
+            serde_json::json!({"employees": {"a": 1}}),
+            serde_json::json!("<html>"),
+        ] {
+            let e = list_at(&bad, "employees", "V").unwrap_err();
+            assert!(e.0.contains("no `employees` list"), "{}", e.0);
+        }
     }
 
     #[test]

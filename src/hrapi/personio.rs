@@ -18,8 +18,7 @@ use super::{
 };
 use crate::config::ConfigError;
 
-/// At most this many pages of employments are read.
-const MAX_PAGES: usize = 20;
+use super::MAX_PAGES;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +102,40 @@ impl PersonioApi {
     }
 }
 
+impl PersonioApi {
+    /// The latest termination date among the person's employments (all pages).
+    async fn termination(
+        &self,
+        http: &reqwest::Client,
+        person: &str,
+    ) -> Result<Option<jiff::civil::Date>, ApiDown> {
+        let mut terminated_on = None;
+        let first = self.endpoint.url(&["v2", "persons", person, "employments"]);
+        for page in self.pages(http, first).await? {
+            for e in page["_data"].as_array().into_iter().flatten() {
+                terminated_on =
+                    terminated_on.max(date(text_at(e, &[&["termination", "termination_date"]])));
+            }
+        }
+        Ok(terminated_on)
+    }
+
+    /// Every page from `first`, following `_meta.links.next.href`. Only links on the same host
+    /// are followed: a page must not send our token away.
+    async fn pages(&self, http: &reqwest::Client, first: url::Url) -> Result<Vec<Value>, ApiDown> {
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            let page = self.get(http, url).await?.unwrap_or(Value::Null);
+            next = text_at(&page, &[&["_meta", "links", "next", "href"]])
+                .and_then(|h| self.endpoint.base.join(&h).ok())
+                .filter(|u| u.host() == self.endpoint.base.host() && out.len() + 1 < MAX_PAGES);
+            out.push(page);
+        }
+        Ok(out)
+    }
+}
+
 impl HrApi for PersonioApi {
     fn vendor(&self) -> &'static str {
         "personio"
@@ -120,28 +153,47 @@ impl HrApi for PersonioApi {
             else {
                 return Ok(Lookup::Unknown);
             };
-            let mut terminated_on = None;
-            let mut next = Some(
-                self.endpoint
-                    .url(&["v2", "persons", employee_id, "employments"]),
-            );
-            let mut pages = 0;
-            while let Some(url) = next.take() {
-                pages += 1;
-                let page = self.get(http, url).await?.unwrap_or(Value::Null);
-                for e in page["_data"].as_array().into_iter().flatten() {
-                    let d = date(text_at(e, &[&["termination", "termination_date"]]));
-                    terminated_on = terminated_on.max(d);
-                }
-                // Only links on the same host are followed: a page must not send our token away.
-                next = text_at(&page, &[&["_meta", "links", "next", "href"]])
-                    .and_then(|h| self.endpoint.base.join(&h).ok())
-                    .filter(|u| u.host() == self.endpoint.base.host() && pages < MAX_PAGES);
-            }
+            let terminated_on = self.termination(http, employee_id).await?;
             Ok(Lookup::Found(Person {
                 email: email(text_at(&person, &[&["email"]])),
                 terminated_on,
             }))
+        })
+    }
+
+    /// `GET /v2/persons` (all pages); for each person not `ACTIVE`, their employments' date.
+    fn leavers<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        since: jiff::civil::Date,
+        today: jiff::civil::Date,
+    ) -> futures_core::future::BoxFuture<'a, Result<Vec<super::Leaver>, ApiDown>> {
+        Box::pin(async move {
+            let mut first = self.endpoint.url(&["v2", "persons"]);
+            first.query_pairs_mut().append_pair("limit", "50");
+            let mut out = Vec::new();
+            for page in self.pages(http, first).await? {
+                for p in super::list_at(&page, "_data", "Personio")? {
+                    let status = text_at(p, &[&["status"]]).unwrap_or_default();
+                    let Some(id) =
+                        text_at(p, &[&["id"]]).or_else(|| p["id"].as_i64().map(|n| n.to_string()))
+                    else {
+                        continue;
+                    };
+                    if status.eq_ignore_ascii_case("active") {
+                        continue;
+                    }
+                    let day = self.termination(http, &id).await?;
+                    out.extend(super::leaver(
+                        Some(id),
+                        text_at(p, &[&["email"]]),
+                        day,
+                        since,
+                        today,
+                    ));
+                }
+            }
+            Ok(out)
         })
     }
 

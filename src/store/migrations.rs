@@ -27,6 +27,7 @@ const SQLITE: &[(i64, &str, &str)] = embed!("sqlite":
     8 "brake count" "0008_brake_count.sql",
     9 "reconciliations" "0009_reconciliations.sql",
     10 "hr lookup" "0010_hr_lookup.sql",
+    11 "schedules" "0011_schedules.sql",
 );
 const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     1 "init" "0001_init.sql",
@@ -39,6 +40,7 @@ const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     8 "brake count" "0008_brake_count.sql",
     9 "reconciliations" "0009_reconciliations.sql",
     10 "hr lookup" "0010_hr_lookup.sql",
+    11 "schedules" "0011_schedules.sql",
 );
 
 #[derive(Debug)]

@@ -351,6 +351,56 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
+    /// Takes schedule `name` for `lease_ms` when it is due and nobody runs it (one replica at a
+    /// time); true when this runner has it.
+    pub async fn claim_schedule(
+        &self,
+        name: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let (_turn, mut tx) = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO schedules (name, next_at) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        let taken = sqlx::query(
+            "UPDATE schedules SET lease_owner = $2, lease_until = $3 WHERE name = $1 AND next_at <= $4 \
+             AND (lease_until IS NULL OR lease_until < $4)",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(now + lease_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(taken == 1)
+    }
+
+    /// Ends `owner`'s run of schedule `name`; it is due again at `next_at`.
+    pub async fn finish_schedule(
+        &self,
+        name: &str,
+        owner: &str,
+        next_at: i64,
+    ) -> Result<(), StoreError> {
+        let _turn = self.writing().await;
+        sqlx::query(
+            "UPDATE schedules SET next_at = $3, lease_owner = NULL, lease_until = NULL WHERE name = $1 AND lease_owner = $2",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(next_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Deletes reports created before `before` (retention), rows first.
     pub async fn purge_reconciliations(&self, before: i64) -> Result<u64, StoreError> {
         let (_turn, mut tx) = self.begin().await?;

@@ -15,6 +15,7 @@ mod matching;
 mod pipeline;
 pub mod reconcile;
 pub mod retention;
+pub mod schedule;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,6 +78,14 @@ pub(crate) struct Ctx {
     pub hr_http: reqwest::Client,
 }
 
+/// The client for the HR vendors' APIs: no redirect is followed.
+pub fn hr_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
 /// The handles a worker shares with the rest of the service.
 pub struct Shared {
     pub store: Store,
@@ -114,10 +123,7 @@ impl Worker {
             health,
             metrics,
             notifier,
-            hr_http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
+            hr_http: hr_http(),
         };
         Worker {
             ctx: Arc::new(ctx),

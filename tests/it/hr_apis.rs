@@ -172,19 +172,149 @@ async fn personio_employments(
     }
 }
 
+/// (id, email, termination date) as a listing gives them.
+type Listed = Vec<(String, String, Option<String>)>;
+/// What a fake answers when it refuses a listing.
+type Refusal = (StatusCode, &'static str);
+
+/// Everyone the fake knows, as (id, email, date), for the listings; plus someone still employed.
+fn everyone(st: &FakeState, h_ok: bool) -> Result<Listed, Refusal> {
+    gate_list(st, h_ok)?;
+    let mut all: Vec<_> = st
+        .people
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, (e, d))| (id.clone(), e.clone(), d.clone()))
+        .collect();
+    all.push(("H-1".into(), "still.here@example.com".into(), None));
+    all.sort();
+    Ok(all)
+}
+
+fn gate_list(st: &FakeState, authorized: bool) -> Result<(), Refusal> {
+    if st
+        .down
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "<html>down</html>"));
+    }
+    if !authorized {
+        return Err((StatusCode::UNAUTHORIZED, r#"{"error": "unauthorized"}"#));
+    }
+    st.served.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+async fn bamboo_report(State(st): S, q: Query<HashMap<String, String>>, h: HeaderMap) -> Response {
+    if q.get("onlyCurrent").map(String::as_str) != Some("false") {
+        return (
+            StatusCode::BAD_REQUEST,
+            "onlyCurrent=false is needed to see leavers",
+        )
+            .into_response();
+    }
+    match everyone(&st, basic(&h, "bamboo-key", "x")) {
+        Ok(all) => Json(json!({"fields": [], "employees": all.iter().map(|(id, e, d)|
+            json!({"id": id, "workEmail": e, "terminationDate": d.clone().unwrap_or_else(|| "0000-00-00".into())})).collect::<Vec<_>>()}))
+        .into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn bob_search(State(st): S, h: HeaderMap, Json(body): Json<Value>) -> Response {
+    if body["showInactive"] != true {
+        return (
+            StatusCode::BAD_REQUEST,
+            "showInactive is needed to see leavers",
+        )
+            .into_response();
+    }
+    match everyone(&st, basic(&h, "svc-user", "bob-token")) {
+        Ok(all) => Json(json!({"employees": all.iter().map(|(id, e, d)|
+            json!({"id": id, "email": e, "internal": {"terminationDate": d}})).collect::<Vec<_>>()}))
+        .into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn gusto_company(
+    State(st): S,
+    Path(company): Path<String>,
+    q: Query<HashMap<String, String>>,
+    h: HeaderMap,
+) -> Response {
+    if company != "co-1" {
+        return (StatusCode::NOT_FOUND, "{}").into_response();
+    }
+    // 150 more employees sort first, so the leavers are on the second page of 100.
+    let per: usize = q.get("per").and_then(|p| p.parse().ok()).unwrap_or(25);
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    match everyone(&st, bearer(&h, "gusto-token")) {
+        Ok(mut all) => {
+            all.extend((0..150).map(|i| (format!("F-{i:03}"), format!("f{i}@example.com"), None)));
+            all.sort();
+            let shown: Vec<Value> = all
+                .iter()
+                .skip((page.max(1) - 1) * per)
+                .take(per)
+                .map(|(id, e, d)| {
+                    let terminations: Vec<Value> =
+                        d.iter().map(|d| json!({"effective_date": d})).collect();
+                    json!({"uuid": id, "work_email": e, "terminations": terminations})
+                })
+                .collect();
+            Json(shown).into_response()
+        }
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn personio_persons(
+    State(st): S,
+    q: Query<HashMap<String, String>>,
+    h: HeaderMap,
+) -> Response {
+    match everyone(&st, personio_authorized(&st, &h)) {
+        Ok(all) => {
+            let status = |d: &Option<String>| if d.is_some() { "INACTIVE" } else { "ACTIVE" };
+            let data: Vec<Value> = all
+                .iter()
+                .map(|(id, e, d)| json!({"id": id, "email": e, "status": status(d)}))
+                .collect();
+            // Two pages: the first person alone, then the rest.
+            Json(if q.get("cursor").is_none() {
+                json!({"_data": data[..1], "_meta": {"links": {"next": {"href": "/v2/persons?limit=50&cursor=2"}}}})
+            } else {
+                json!({"_data": data[1..], "_meta": {"links": {}}})
+            })
+            .into_response()
+        }
+        Err(r) => r.into_response(),
+    }
+}
+
 impl FakeVendor {
     async fn start(kind: &str) -> FakeVendor {
         let state = Arc::new(FakeState::default());
         let router = match kind {
-            "bamboohr" => {
-                Router::new().route("/api/gateway.php/acme/v1/employees/{id}", get(bamboo))
-            }
-            "hibob" => Router::new().route("/v1/people/{id}", get(bob)),
+            "bamboohr" => Router::new()
+                .route("/api/gateway.php/acme/v1/employees/{id}", get(bamboo))
+                .route(
+                    "/api/gateway.php/acme/v1/reports/custom",
+                    post(bamboo_report),
+                ),
+            "hibob" => Router::new()
+                .route("/v1/people/{id}", get(bob))
+                .route("/v1/people/search", post(bob_search)),
             "gusto" => Router::new()
                 .route("/v1/employees/{id}", get(gusto_employee))
+                .route("/v1/companies/{company}/employees", get(gusto_company))
                 .route("/v1/employees/{id}/terminations", get(gusto_terminations)),
             "personio" => Router::new()
                 .route("/v2/auth/token", post(personio_token))
+                .route("/v2/persons", get(personio_persons))
                 .route("/v2/persons/{id}", get(personio_person))
                 .route("/v2/persons/{id}/employments", get(personio_employments)),
             other => panic!("no fake for {other}"),
@@ -212,7 +342,7 @@ impl FakeVendor {
         let (auth, api) = match kind {
             "bamboohr" => ("secret = \"bamboo-private-key-1\"", format!("base_url = \"{}/api/gateway.php/acme\"\napi_key = \"bamboo-key\"", self.base)),
             "hibob" => ("secret = \"bob-secret-1\"", format!("base_url = \"{}\"\nservice_user_id = \"svc-user\"\ntoken = \"bob-token\"", self.base)),
-            "gusto" => ("secret = \"gusto-verification-token-1\"", format!("base_url = \"{}\"\naccess_token = \"gusto-token\"", self.base)),
+            "gusto" => ("secret = \"gusto-verification-token-1\"", format!("base_url = \"{}\"\naccess_token = \"gusto-token\"\ncompany_id = \"co-1\"", self.base)),
             "personio" => ("token = \"personio-token-1\"", format!("base_url = \"{}\"\nclient_id = \"personio-id\"\nclient_secret = \"personio-secret\"", self.base)),
             other => panic!("{other}"),
         };
@@ -363,4 +493,106 @@ async fn a_termination_date_from_the_vendor_schedules_the_action_for_that_date()
         assert_eq!(app.puts(), 0);
         assert_eq!(app.is_active(JANE), Some(true));
     }
+}
+
+#[tokio::test]
+async fn a_scheduled_reconciliation_finds_a_leaver_no_webhook_announced_and_with_apply_deactivates_them(
+) {
+    for kind in VENDORS {
+        let fake = FakeVendor::start(kind).await;
+        let app0 = app_for(kind, &fake).await;
+        let today = app0.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        drop(app0);
+        // Kim left yesterday and no webhook said so; Jane left long before the lookback.
+        fake.know(
+            "H-88",
+            "kim.lee@example.com",
+            Some(&today.yesterday().unwrap().to_string()),
+        );
+        fake.know("H-90", "jane.doe@example.com", Some("2001-01-31"));
+        let overlay = format!(
+            "{}\n[reconcile]\ninterval = \"6h\"\nlookback = \"30d\"\napply = true\n",
+            fake.config(kind)
+        );
+        let app = spawn_app_with(options(&overlay)).await;
+        wait::until_true(
+            &format!("{kind}: Kim to be deactivated by the scheduled run"),
+            Duration::from_secs(15),
+            || app.is_active(KIM) == Some(false),
+        )
+        .await;
+        let list = app.admin_get("/admin/v1/actions?source=reconcile").await;
+        let actions = list.body["actions"].as_array().unwrap();
+        assert_eq!(actions.len(), 1, "{kind}: {}", list.body);
+        assert_eq!(actions[0]["employee"]["email"], "kim.lee@example.com");
+        assert_eq!(
+            app.is_active(JANE),
+            Some(true),
+            "{kind}: outside the lookback"
+        );
+        let m = app.metrics().await;
+        assert_eq!(
+            metric(&m, "offboard_reconcile_gaps"),
+            Some(1.0),
+            "{kind}: {m}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_reconciliation_without_apply_reports_and_notifies_the_gap_and_writes_nothing()
+{
+    let receiver = Receiver::start().await;
+    let fake = FakeVendor::start("hibob").await;
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    fake.know(
+        "H-88",
+        "kim.lee@example.com",
+        Some(&today.yesterday().unwrap().to_string()),
+    );
+    let overlay = format!(
+        "{}\n[reconcile]\ninterval = \"6h\"\n[notify]\nwebhook_url = \"{}\"\n",
+        fake.config("hibob"),
+        receiver.url
+    );
+    let app = spawn_app_with(options(&overlay)).await;
+    let note = receiver
+        .wait_for("the gap notification", |n| {
+            n["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("still active"))
+        })
+        .await;
+    assert!(
+        note["text"].as_str().unwrap().contains("1 leaver"),
+        "{note}"
+    );
+    assert_eq!(app.is_active(KIM), Some(true));
+    assert_eq!(app.puts(), 0);
+    let m = app.metrics().await;
+    assert_eq!(metric(&m, "offboard_reconcile_gaps"), Some(1.0), "{m}");
+}
+
+#[tokio::test]
+async fn a_scheduled_reconciliation_whose_listing_fails_notifies_the_operator_and_writes_nothing() {
+    let receiver = Receiver::start().await;
+    let fake = FakeVendor::start("bamboohr").await;
+    fake.state.down.store(usize::MAX / 2, Ordering::SeqCst);
+    let overlay = format!(
+        "{}\n[reconcile]\ninterval = \"6h\"\napply = true\n[notify]\nwebhook_url = \"{}\"\n",
+        fake.config("bamboohr"),
+        receiver.url
+    );
+    let app = spawn_app_with(options(&overlay)).await;
+    let note = receiver
+        .wait_for("the listing failure notification", |n| {
+            n["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("could not list its leavers"))
+        })
+        .await;
+    assert!(note["text"].as_str().unwrap().contains("503"), "{note}");
+    assert_eq!(app.puts(), 0);
 }
