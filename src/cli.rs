@@ -36,7 +36,7 @@ pub fn effective(s: &Settings) -> Value {
         })
         .collect();
     let mut workfront = json!({
-        "base_url": s.workfront.base_url.as_str(), "api_version": s.workfront.api_version,
+        "base_url": crate::config::redact::url(s.workfront.base_url.as_str()), "api_version": s.workfront.api_version,
         "max_concurrency": s.workfront.max_concurrency, "adaptive_concurrency": s.workfront.adaptive_concurrency,
         "connect_timeout": fmt_duration(s.workfront.connect_timeout), "request_timeout": fmt_duration(s.workfront.request_timeout),
     });
@@ -57,7 +57,7 @@ pub fn effective(s: &Settings) -> Value {
             "reactivation_brake_max": s.safety.reactivation_brake_max,
             "require_approval_for_reactivation": s.safety.require_approval_for_reactivation},
         "admin": {"token": secret_state(s.admin.token.is_some()), "enabled": s.admin.token.is_some()},
-        "notify": {"webhook_url": s.notify.webhook_url.as_ref().map(|u| u.as_str())},
+        "notify": {"webhook_url": secret_state(s.notify.webhook_url.is_some())},
         "retention": {"payload_days": s.retention.payload_days, "audit_days": s.retention.audit_days,
             "interval": fmt_duration(s.retention.interval)},
         "reconcile": {"interval": s.reconcile.interval.map(fmt_duration).unwrap_or_default(),

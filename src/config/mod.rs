@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use crate::domain::retry::RetryPolicy;
 
 mod raw;
+pub mod redact;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -26,6 +27,14 @@ pub use validate::{decode_whsec, parse_duration, secret_value};
 
 /// The defaults, documented key by key; embedded so the binary needs no file to start.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// The keys whose value in the environment is a comma-separated list.
+const LIST_KEYS: &[&str] = &[
+    "matching.order",
+    "retry.schedule",
+    "safety.protected",
+    "workfront.scopes",
+];
 
 /// An invalid configuration, naming the key.
 #[derive(Debug)]
@@ -81,14 +90,7 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     /// The URL with any password replaced by `***`, for logs and `check-config`.
     pub fn redacted_url(&self) -> String {
-        let raw = self.url.expose_secret();
-        match url::Url::parse(raw) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("***"));
-                u.to_string()
-            }
-            _ => raw.to_string(),
-        }
+        redact::url(self.url.expose_secret())
     }
 }
 
@@ -170,9 +172,21 @@ pub struct AdminSettings {
     pub token: Option<SecretString>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NotifySettings {
+    /// A secret (a Slack webhook URL is a credential): never printed.
     pub webhook_url: Option<url::Url>,
+}
+
+impl fmt::Debug for NotifySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifySettings")
+            .field(
+                "webhook_url",
+                &self.webhook_url.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -235,16 +249,29 @@ impl Settings {
             builder = builder
                 .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
         }
-        builder = builder.add_source(
+        // Values from the environment stay strings (the typed fields convert them), so a secret
+        // such as `000123` or `TRUE` is never re-typed into `123` or `true`; only the keys that
+        // are lists are split on commas, from a second layer that holds nothing else.
+        let env = || {
             config::Environment::with_prefix("OFFBOARD")
                 .prefix_separator("__")
                 .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("matching.order")
-                .with_list_parse_key("retry.schedule")
-                .with_list_parse_key("safety.protected")
-                .try_parsing(true),
-        );
+        };
+        let lists: std::collections::HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| {
+                let key = k.to_ascii_lowercase().replace("__", ".");
+                LIST_KEYS.iter().any(|l| key == format!("offboard.{l}"))
+            })
+            .collect();
+        builder = builder.add_source(env().try_parsing(false));
+        let mut list_layer = env()
+            .list_separator(",")
+            .try_parsing(true)
+            .source(Some(lists));
+        for key in LIST_KEYS {
+            list_layer = list_layer.with_list_parse_key(key);
+        }
+        builder = builder.add_source(list_layer);
         Self::from_config(builder)
     }
 
@@ -271,7 +298,7 @@ impl Settings {
         let raw: Raw = builder
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError(e.to_string()))?;
+            .map_err(|e| ConfigError(redact::config_error(&e)))?;
         validate::validate(raw)
     }
 }

@@ -116,7 +116,9 @@ pub(super) struct RawAdmin {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNotify {
-    pub(super) webhook_url: String,
+    /// A secret: a Slack or Teams webhook URL lets anyone post into the channel.
+    pub(super) webhook_url: Option<SecretString>,
+    pub(super) webhook_url_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]

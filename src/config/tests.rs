@@ -85,7 +85,7 @@ fn secrets_can_come_from_files_and_never_show_in_debug() {
     assert!(!debug.contains("s3cr3t"), "{debug}");
     assert!(!debug.contains("admintok"), "{debug}");
     assert!(!debug.contains("dbpass"), "{debug}");
-    assert!(debug.contains("postgres://u:***@h/db"), "{debug}");
+    assert!(debug.contains("postgres://***:***@h/db"), "{debug}");
 }
 
 #[test]
@@ -160,4 +160,33 @@ fn each_workfront_auth_mode_names_what_it_lacks() {
     );
     let err = Settings::from_toml("[workfront]\nauth = \"password\"").unwrap_err();
     assert!(err.0.contains("oauth_jwt"), "{err}");
+}
+
+#[test]
+fn the_notification_url_is_a_secret_read_from_a_file_and_never_in_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hook");
+    std::fs::write(
+        &path,
+        "https://hooks.example.com/services/T0/B0/SLACKSECRET\n",
+    )
+    .unwrap();
+    let s = Settings::from_toml(&format!(
+        "[notify]\nwebhook_url_file = {:?}\n",
+        path.display().to_string()
+    ))
+    .unwrap();
+    assert_eq!(
+        s.notify.webhook_url.as_ref().map(|u| u.path()),
+        Some("/services/T0/B0/SLACKSECRET")
+    );
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("SLACKSECRET"), "{debug}");
+    let e = Settings::from_toml("[notify]\nwebhook_url = \"ftp://x/SLACKSECRET\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("notify.webhook_url") && !e.contains("SLACKSECRET"),
+        "{e}"
+    );
 }

@@ -133,9 +133,21 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         token: secret_value(raw.admin.token, raw.admin.token_file, "admin.token")?,
     };
     let notify = NotifySettings {
-        webhook_url: match non_empty(raw.notify.webhook_url) {
+        webhook_url: match secret_value(
+            raw.notify.webhook_url,
+            raw.notify.webhook_url_file,
+            "notify.webhook_url",
+        )? {
             None => None,
-            Some(u) => Some(http_url(&u, "notify.webhook_url")?),
+            // The URL's parse error names no part of it: the URL is the secret.
+            Some(u) => Some(
+                http_url(u.expose_secret(), "notify.webhook_url").map_err(|_| {
+                    bad(
+                        "notify.webhook_url",
+                        "is not an http:// or https:// URL with a host",
+                    )
+                })?,
+            ),
         },
     };
     let log = LogSettings {

@@ -29,7 +29,8 @@ pub struct BambooHrApi {
 
 impl BambooHrApi {
     pub fn from_table(key: &str, table: Value) -> Result<Self, ConfigError> {
-        let t: Table = serde_json::from_value(table).map_err(|e| crate::config::bad(key, e))?;
+        let t: Table = serde_json::from_value(table)
+            .map_err(|e| crate::config::bad(key, crate::config::redact::values(&e.to_string())))?;
         Ok(BambooHrApi {
             endpoint: Endpoint::parse(key, &t.base_url, t.timeout.as_deref())?,
             api_key: required_secret(key, "api_key", t.api_key, t.api_key_file)?,

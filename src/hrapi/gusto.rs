@@ -32,7 +32,8 @@ pub struct GustoApi {
 
 impl GustoApi {
     pub fn from_table(key: &str, table: Value) -> Result<Self, ConfigError> {
-        let t: Table = serde_json::from_value(table).map_err(|e| crate::config::bad(key, e))?;
+        let t: Table = serde_json::from_value(table)
+            .map_err(|e| crate::config::bad(key, crate::config::redact::values(&e.to_string())))?;
         Ok(GustoApi {
             endpoint: Endpoint::parse(key, &t.base_url, t.timeout.as_deref())?,
             token: required_secret(key, "access_token", t.access_token, t.access_token_file)?,

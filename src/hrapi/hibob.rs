@@ -33,7 +33,8 @@ pub struct HiBobApi {
 
 impl HiBobApi {
     pub fn from_table(key: &str, table: Value) -> Result<Self, ConfigError> {
-        let t: Table = serde_json::from_value(table).map_err(|e| crate::config::bad(key, e))?;
+        let t: Table = serde_json::from_value(table)
+            .map_err(|e| crate::config::bad(key, crate::config::redact::values(&e.to_string())))?;
         Ok(HiBobApi {
             endpoint: Endpoint::parse(key, &t.base_url, t.timeout.as_deref())?,
             user: required_secret(

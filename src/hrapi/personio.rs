@@ -41,7 +41,8 @@ pub struct PersonioApi {
 
 impl PersonioApi {
     pub fn from_table(key: &str, table: Value) -> Result<Self, ConfigError> {
-        let t: Table = serde_json::from_value(table).map_err(|e| crate::config::bad(key, e))?;
+        let t: Table = serde_json::from_value(table)
+            .map_err(|e| crate::config::bad(key, crate::config::redact::values(&e.to_string())))?;
         Ok(PersonioApi {
             endpoint: Endpoint::parse(key, &t.base_url, t.timeout.as_deref())?,
             client_id: required_secret(key, "client_id", t.client_id, t.client_id_file)?,

@@ -41,6 +41,7 @@ const TIMESTAMP: &str = "X-BambooHR-Timestamp";
 struct Table {
     secret: Option<SecretString>,
     secret_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "super::common::secret_list")]
     secrets: Option<Vec<SecretString>>,
     tolerance: Option<String>,
     terminated_statuses: Option<Vec<String>>,

@@ -182,6 +182,33 @@ pub fn signing_keys(
         .collect()
 }
 
+/// `secrets` as a list, or as one comma-separated string (how the environment gives it:
+/// `OFFBOARD__SOURCES__HR__SECRETS=whsec_new,whsec_old`); never echoed in an error.
+pub fn secret_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<SecretString>>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let v: Option<OneOrMany> = serde::Deserialize::deserialize(d).map_err(|_| {
+        serde::de::Error::custom(
+            "`secrets` must be a list of strings (or one comma-separated string)",
+        )
+    })?;
+    Ok(v.map(|v| match v {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| SecretString::from(s.to_string()))
+            .collect(),
+        OneOrMany::Many(all) => all.into_iter().map(SecretString::from).collect(),
+    }))
+}
+
 /// The table of a kind whose only keys are its signing secret (`secret`, `secret_file`,
 /// `secrets` during rotation): HiBob, Gusto, Deel.
 #[derive(serde::Deserialize)]
@@ -189,6 +216,7 @@ pub fn signing_keys(
 pub struct SecretTable {
     secret: Option<SecretString>,
     secret_file: Option<std::path::PathBuf>,
+    #[serde(default, deserialize_with = "secret_list")]
     secrets: Option<Vec<SecretString>>,
 }
 

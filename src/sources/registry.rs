@@ -63,7 +63,12 @@ pub fn build(name: &str, table: Value) -> Result<Arc<dyn Source>, ConfigError> {
 
 /// Deserializes a kind's table, naming the source in the error.
 pub fn table<T: serde::de::DeserializeOwned>(name: &str, table: Value) -> Result<T, ConfigError> {
-    serde_json::from_value(table).map_err(|e| bad(&format!("sources.{name}"), e))
+    serde_json::from_value(table).map_err(|e| {
+        bad(
+            &format!("sources.{name}"),
+            crate::config::redact::values(&e.to_string()),
+        )
+    })
 }
 
 /// A valid table for every kind, with fixed test secrets (fuzzing and tests).

@@ -28,6 +28,7 @@ struct Table {
     auth: Option<String>,
     secret: Option<SecretString>,
     secret_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "super::common::secret_list")]
     secrets: Option<Vec<SecretString>>,
     token: Option<SecretString>,
     token_file: Option<PathBuf>,

@@ -137,6 +137,32 @@ pub struct Store {
     write: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Creates a new SQLite file readable by its owner only (0600: it holds personal data and the
+/// audit); SQLite gives its `-wal` and `-shm` files the same mode. An existing file keeps the mode
+/// its operator chose, with a warning when others may read it.
+fn private_file(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(meta) = std::fs::metadata(path) {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                        "the SQLite file can be read by others; chmod 600 it");
+                }
+            }
+            Ok(())
+        }
+        // A missing directory and the like: sqlx reports it with its own words.
+        Err(_) => Ok(()),
+    }
+}
+
 impl Store {
     /// Connects (creating a SQLite file if missing, in WAL mode). On SQLite, a delivery's commit is
     /// fsynced before it is acknowledged (`synchronous = FULL`, which also makes every earlier
@@ -165,6 +191,11 @@ impl Store {
         let options = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(5))
             .acquire_slow_level(log::LevelFilter::Debug);
+        if backend == Backend::Sqlite {
+            use std::str::FromStr;
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?;
+            private_file(options.get_filename())?;
+        }
         let pool = match backend {
             // SQLite has one writer at a time; one connection serialises our short transactions
             // without "database is locked" errors and keeps memory small.

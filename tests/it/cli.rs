@@ -324,7 +324,7 @@ async fn email_mod_eq_matches_the_email_exactly_and_cieq_ignores_case() {
 }
 
 #[test]
-fn migrate_creates_and_migrates_a_sqlite_file() {
+fn migrate_creates_and_migrates_a_sqlite_file_readable_by_its_owner_only() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("m.db");
     let path = write_config(
@@ -342,6 +342,14 @@ fn migrate_creates_and_migrates_a_sqlite_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(db.exists());
+    use std::os::unix::fs::PermissionsExt;
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let file = file.unwrap().path();
+        if file.to_string_lossy().contains("m.db") {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is {mode:o}", file.display());
+        }
+    }
     // Running it again is a no-op.
     assert!(offboard()
         .args(["migrate", "--config"])
@@ -504,4 +512,120 @@ async fn the_simulator_binary_serves_the_jwt_exchange_that_check_config_connect_
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn secrets_from_the_environment_are_taken_as_written_and_lists_are_still_split() {
+    let sim = crate::processes::sim_with_users(1, std::time::Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/env.db", dir.path().display());
+    let config = crate::processes::write_config(dir.path(), "env", &db, &sim.base_url(), "");
+    // Each of these was once parsed as a number or a boolean and re-printed: 000123 became 123.
+    for token in ["000123", "12e3", "TRUE"] {
+        let replica = crate::processes::Replica::start_with_env(
+            &config,
+            &[
+                ("OFFBOARD__ADMIN__TOKEN", token),
+                ("OFFBOARD__RETRY__SCHEDULE", "1s,2s"),
+                ("OFFBOARD__SAFETY__DRY_RUN", "true"),
+            ],
+        )
+        .await;
+        let http = reqwest::Client::new();
+        let url = format!("{}/admin/v1/actions", replica.base);
+        let ok = http.get(&url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(ok.status(), 200, "the token {token} as written");
+        let retyped = match token {
+            "000123" => "123",
+            "12e3" => "12000",
+            _ => "true",
+        };
+        let refused = http.get(&url).bearer_auth(retyped).send().await.unwrap();
+        assert_eq!(refused.status(), 401, "{token} read as {retyped}");
+    }
+    let out = offboard()
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .env("OFFBOARD__RETRY__SCHEDULE", "1s,2s")
+        .env("OFFBOARD__SAFETY__DRY_RUN", "true")
+        .env("OFFBOARD__SAFETY__BRAKE_MAX", "9")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["retry"]["schedule"], serde_json::json!(["1s", "2s"]));
+    assert_eq!(v["safety"]["dry_run"], true);
+    assert_eq!(v["safety"]["brake_max"], 9);
+}
+
+#[test]
+fn a_secret_of_the_wrong_shape_is_named_by_key_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, "[sources.hr2]\nkind = \"standard\"\n");
+    let out = offboard()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("OFFBOARD__SOURCES__HR2__SECRETS__0", "whsec_tWMkLEAKLEAK")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("sources.hr2") && stderr.contains("secrets"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("tWMk"), "{stderr}");
+    let numeric = write_config(
+        &dir,
+        "[sources.hr2]\nkind = \"standard\"\nsecret = 98765432\n",
+    );
+    let out = offboard()
+        .args(["check-config", "--config"])
+        .arg(&numeric)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("an integer"), "{stderr}");
+    assert!(!stderr.contains("98765432"), "{stderr}");
+    let out = offboard()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("OFFBOARD__SOURCES__HR2__SECRET", "whsec_tWMkLEAKLEAK==")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("sources.hr2"), "{stderr}");
+    assert!(!stderr.contains("tWMk"), "{stderr}");
+}
+
+#[test]
+fn check_config_hides_user_info_query_passwords_and_the_notification_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        "[database]\nurl = \"postgres://db.internal/offboard?user=svc&password=hunter2\"\n\
+         [workfront]\nbase_url = \"https://wfuser:wfpass@acme.my.workfront.com\"\n\
+         [notify]\nwebhook_url = \"https://hooks.slack.com/services/T000/B000/XXXXSLACKSECRET\"\n",
+    );
+    let out = offboard()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for secret in ["hunter2", "wfuser", "wfpass", "XXXXSLACKSECRET"] {
+        assert!(!stdout.contains(secret), "{secret} shown: {stdout}");
+    }
+    assert!(stdout.contains("password=***"), "{stdout}");
 }

@@ -16,6 +16,7 @@ pub struct Replica {
     pub base: String,
     config: PathBuf,
     port: u16,
+    env: Vec<(String, String)>,
 }
 
 /// A free port below the ephemeral range, so that no client socket of another test can take it
@@ -55,11 +56,20 @@ pub fn write_config_wf(
 
 impl Replica {
     pub async fn start(config: &Path) -> Replica {
+        Self::start_with_env(config, &[]).await
+    }
+
+    /// As [`Replica::start`], with these `OFFBOARD__…` variables in the environment.
+    pub async fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Replica {
         let mut r = Replica {
             child: None,
             base: String::new(),
             config: config.to_path_buf(),
             port: free_port(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         r.spawn().await;
         r
@@ -71,6 +81,7 @@ impl Replica {
             .arg(&self.config)
             .env("OFFBOARD__SERVER__BIND", format!("127.0.0.1:{}", self.port))
             .env_remove("OFFBOARD_CONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
