@@ -11,9 +11,17 @@ pub fn init(log: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let pii = log.pii;
+    let writer = move || -> Box<dyn std::io::Write> {
+        if pii {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(Masked(std::io::stderr()))
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match log.format {
         LogFormat::Json => builder
             .json()
@@ -35,17 +43,28 @@ pub fn show_email(email: &str, pii: bool) -> String {
 }
 
 /// Masks every email address in a log line (`jane.doe@example.com` → `j***@example.com`),
-/// wherever it stands: in JSON strings, query strings, messages.
+/// wherever it stands: in JSON strings, query strings (also percent-encoded, `%40`), messages,
+/// and in any script (`ÜNÏ.user@exämple.com` → `Ü***@exämple.com`).
 pub fn mask_emails(text: &str) -> String {
-    let local = |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c);
-    let domain = |c: char| c.is_ascii_alphanumeric() || ".-".contains(c);
+    let local = |c: char| c.is_alphanumeric() || "._%+-".contains(c);
+    let domain = |c: char| c.is_alphanumeric() || ".-".contains(c);
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < chars.len() {
-        if chars[i] == '@' {
+        let at = if chars[i] == '@' {
+            1
+        } else if chars[i] == '%'
+            && chars.get(i + 1) == Some(&'4')
+            && chars.get(i + 2) == Some(&'0')
+        {
+            3
+        } else {
+            0
+        };
+        if at > 0 {
             let start = out.chars().rev().take_while(|c| local(*c)).count();
-            let has_domain = chars.get(i + 1).is_some_and(|c| domain(*c));
+            let has_domain = chars.get(i + at).is_some_and(|c| domain(*c));
             if start > 0 && has_domain {
                 let keep: String = out.chars().rev().take(start).last().into_iter().collect();
                 let cut = out.len()
@@ -59,11 +78,31 @@ pub fn mask_emails(text: &str) -> String {
                 out.push_str(&keep);
                 out.push_str("***");
             }
+            out.extend(&chars[i..i + at]);
+            i += at;
+            continue;
         }
         out.push(chars[i]);
         i += 1;
     }
     out
+}
+
+/// The log writer when `log.pii` is off: each formatted line (the fmt layer writes one event per
+/// `write_all`) goes out with every email masked, so no message, field or error text can carry
+/// one, whoever wrote the log call.
+struct Masked<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Masked<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf);
+        self.0.write_all(mask_emails(&line).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 #[cfg(test)]
@@ -85,5 +124,33 @@ mod tests {
         let line = "GET user/search?emailAddr=Jane.Doe+x@Example.com&emailAddr_Mod=cieq for a@b.co, not @handles or x@";
         let masked = mask_emails(line);
         assert_eq!(masked, "GET user/search?emailAddr=J***@Example.com&emailAddr_Mod=cieq for a***@b.co, not @handles or x@");
+    }
+
+    #[test]
+    fn emails_in_any_script_and_percent_encoded_are_masked() {
+        assert_eq!(
+            mask_emails("ÜNÏ.user@exämple.com and 山田.太郎@例え.jp"),
+            "Ü***@exämple.com and 山***@例え.jp"
+        );
+        assert_eq!(
+            mask_emails("user/search?emailAddr=jane.doe%40example.com&x=1"),
+            "user/search?emailAddr=j***%40example.com&x=1"
+        );
+        // A percent-encoded byte that is not an at sign is left alone.
+        assert_eq!(mask_emails("a%41b.com"), "a%41b.com");
+    }
+
+    #[test]
+    fn the_log_writer_masks_every_line_it_is_given() {
+        use std::io::Write;
+        let mut w = Masked(Vec::new());
+        let line = b"{\"message\":\"delivery refused\",\"error\":\"bad jane@y.co\"}\n";
+        // The whole buffer counts as written, so the formatter never retries a part.
+        assert_eq!(w.write(line).unwrap(), line.len());
+        let out = String::from_utf8(w.0).unwrap();
+        assert_eq!(
+            out,
+            "{\"message\":\"delivery refused\",\"error\":\"bad j***@y.co\"}\n"
+        );
     }
 }

@@ -310,14 +310,14 @@ impl Client {
         path: &str,
         query: Vec<(String, String)>,
     ) -> Call<Value> {
-        // Shown decoded, for people reading the audit trail; credentials are added after this.
+        // Shown as sent: encoded exactly as reqwest's `.query()` encodes it (form-urlencoded), so
+        // a crafted value such as `x@y.co&emailAddr_Mod=cicontains` reads as the one parameter it
+        // was on the wire, never as injected ones. Credentials are added after this.
         let shown = format!(
             "{method} {path}?{}",
-            query
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("&")
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&query)
+                .finish()
         );
         let url = format!("{}/{}", self.api_base, path);
         let started = Instant::now();

@@ -629,3 +629,61 @@ fn check_config_hides_user_info_query_passwords_and_the_notification_url() {
     }
     assert!(stdout.contains("password=***"), "{stdout}");
 }
+
+#[tokio::test]
+async fn the_log_masks_every_email_in_any_script_even_in_a_refusal_message() {
+    let sim = crate::processes::sim_with_users(1, std::time::Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/log.db", dir.path().display());
+    let config = crate::processes::write_config(dir.path(), "log", &db, &sim.base_url(), "");
+    let log = dir.path().join("offboard.log");
+    let replica = crate::processes::Replica::start_with(
+        &config,
+        &[("OFFBOARD__LOG__LEVEL", "info")],
+        Some(&log),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let send = |id: &'static str, email: &'static str| {
+        let body = crate::harness::termination(None, Some(email));
+        let mut req = http
+            .post(format!("{}/webhooks/hr", replica.base))
+            .body(body.clone());
+        let ts = jiff::Timestamp::now().as_second();
+        for (k, v) in crate::harness::signed_headers(crate::harness::SECRET, id, ts, &body) {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    // Refused: the address has no dot in its domain, and the refusal quotes it.
+    let refused = send("msg_log_1", "ÜNÏ.user@exämple").await.unwrap();
+    assert_eq!(refused.status(), 422);
+    // Accepted: the worker searches Workfront for it and logs what it found.
+    let stored = send("msg_log_2", "Ünï.other@exämple.com").await.unwrap();
+    assert_eq!(stored.status(), 202);
+    let text = crate::wait::until(
+        "the worker to log the unknown user",
+        std::time::Duration::from_secs(20),
+        || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("delivery refused") && text.contains("Ü***@exämple.com") {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
+    for raw in [
+        "ÜNÏ.user",
+        "NÏ.user",
+        "Ünï.other",
+        "nï.other",
+        "user@",
+        "other@",
+        "other%40",
+    ] {
+        assert!(!text.contains(raw), "{raw} in the log:\n{text}");
+    }
+    assert!(text.contains("Ü***@exämple"), "{text}");
+}

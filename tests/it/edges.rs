@@ -551,3 +551,31 @@ async fn shutdown_refuses_new_deliveries_and_gives_back_what_it_did_not_finish()
     assert_eq!(done["reason"], "deactivated");
     assert_eq!(app.puts(), 1);
 }
+
+#[tokio::test]
+async fn the_audit_records_a_workfront_request_as_sent_so_a_crafted_email_reads_as_one_value() {
+    let app = spawn_app().await;
+    let crafted = "x&emailAddr_Mod=cicontains&emailAddr=a@example.com";
+    let id = app.terminate(None, Some(crafted)).await;
+    let action = app
+        .wait_for_action(&id, "a Workfront search to be recorded", |a| {
+            a["audit"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|e| e["step"] == "workfront_call"))
+        })
+        .await;
+    let requests: Vec<String> = action["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["step"] == "workfront_call")
+        .map(|e| e["detail"]["request"].as_str().unwrap().to_string())
+        .collect();
+    let search = &requests[0];
+    assert!(
+        search.contains("emailAddr=x%26emailAddr_Mod%3Dcicontains%26emailAddr%3Da%40example.com&emailAddr_Mod=cieq"),
+        "{search}"
+    );
+    assert!(!search.contains("&emailAddr_Mod=cicontains"), "{search}");
+    assert_eq!(search.matches("emailAddr_Mod=").count(), 1, "{search}");
+}

@@ -17,6 +17,8 @@ pub struct Replica {
     config: PathBuf,
     port: u16,
     env: Vec<(String, String)>,
+    /// Where the process's log goes (appended across restarts); nowhere when `None`.
+    log: Option<PathBuf>,
 }
 
 /// A free port below the ephemeral range, so that no client socket of another test can take it
@@ -61,7 +63,13 @@ impl Replica {
 
     /// As [`Replica::start`], with these `OFFBOARD__…` variables in the environment.
     pub async fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Replica {
+        Self::start_with(config, env, None).await
+    }
+
+    /// As [`Replica::start_with_env`], logging to `log`.
+    pub async fn start_with(config: &Path, env: &[(&str, &str)], log: Option<&Path>) -> Replica {
         let mut r = Replica {
+            log: log.map(Path::to_path_buf),
             child: None,
             base: String::new(),
             config: config.to_path_buf(),
@@ -83,7 +91,16 @@ impl Replica {
             .env_remove("OFFBOARD_CONFIG")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match &self.log {
+                Some(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .unwrap(),
+                ),
+                None => Stdio::null(),
+            })
             .spawn()
             .expect("offboard starts");
         self.child = Some(child);
