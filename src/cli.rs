@@ -42,7 +42,14 @@ pub fn effective(s: &Settings) -> Value {
     });
     merge(&mut workfront, wf_auth);
     json!({
-        "server": {"bind": s.server.bind.to_string(), "max_body_bytes": s.server.max_body_bytes, "request_timeout": fmt_duration(s.server.request_timeout)},
+        "server": {"bind": s.server.bind.to_string(), "max_body_bytes": s.server.max_body_bytes, "request_timeout": fmt_duration(s.server.request_timeout),
+            "header_read_timeout": fmt_duration(s.server.header_read_timeout), "idle_timeout": fmt_duration(s.server.idle_timeout),
+            "max_connections": s.server.max_connections, "shutdown_grace": fmt_duration(s.server.shutdown_grace),
+            "admin_bind": s.server.admin_bind.map(|a| a.to_string()).unwrap_or_default(),
+            "tls_cert": s.server.tls.as_ref().map(|t| t.cert.display().to_string()).unwrap_or_default(),
+            "tls_key": s.server.tls.as_ref().map(|t| t.key.display().to_string()).unwrap_or_default(),
+            "auth_failures_per_minute": s.server.auth_failures_per_minute,
+            "client_ip_header": s.server.client_ip_header.as_ref().map(|h| h.as_str()).unwrap_or_default()},
         "database": {"url": s.database.redacted_url()},
         "workfront": workfront,
         "matching": {"order": s.matching.order.iter().map(|i| i.as_str()).collect::<Vec<_>>(), "employee_id_field": s.matching.employee_id_field,

@@ -45,9 +45,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A running service: HTTP server and worker over one store.
 pub struct Application {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    shutdown_grace: std::time::Duration,
     store: Store,
     cancel: CancellationToken,
-    server: JoinHandle<()>,
+    servers: Vec<JoinHandle<()>>,
     worker: JoinHandle<()>,
     retention: JoinHandle<()>,
     reconciler: JoinHandle<()>,
@@ -107,6 +109,23 @@ impl Application {
                 )
             })?;
         let addr = listener.local_addr()?;
+        let admin_listener = match settings.server.admin_bind {
+            None => None,
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .map_err(|e| format!("cannot listen on {a} (server.admin_bind): {e}"))?,
+            ),
+        };
+        let admin_addr = match &admin_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let tls = match &settings.server.tls {
+            Some(files) => Some(http::serve::tls_acceptor(files)?),
+            None => None,
+        };
+        let limits = http::serve::Limits::new(&settings.server, tls);
         let cancel = CancellationToken::new();
         let wake = Arc::new(Notify::new());
         let health = Arc::new(Health::default());
@@ -121,17 +140,25 @@ impl Application {
             health: health.clone(),
             metrics: metrics.clone(),
             clock: clock.clone(),
+            auth_failures: Arc::new(std::sync::Mutex::new(domain::failures::AuthFailures::new(
+                settings.server.auth_failures_per_minute,
+            ))),
         };
-        let app = http::router(state);
-        let stop = cancel.clone();
-        let server = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let routers = http::routers(state);
+        let mut servers = vec![tokio::spawn(http::serve::serve(
+            listener,
+            routers.public,
+            limits.clone(),
+            cancel.clone(),
+        ))];
+        if let (Some(l), Some(app)) = (admin_listener, routers.operator) {
+            servers.push(tokio::spawn(http::serve::serve(
+                l,
+                app,
+                limits,
+                cancel.clone(),
+            )));
+        }
         let scheduler = worker::schedule::Scheduler {
             store: store.clone(),
             settings: settings.clone(),
@@ -165,12 +192,14 @@ impl Application {
             settings.retention.clone(),
             cancel.clone(),
         ));
-        tracing::info!(%addr, database = %settings.database.redacted_url(), sources = settings.sources.len(), "offboard is listening");
+        tracing::info!(%addr, admin_addr = ?admin_addr, tls = settings.server.tls.is_some(), database = %settings.database.redacted_url(), sources = settings.sources.len(), "offboard is listening");
         Ok(Application {
             addr,
+            admin_addr,
+            shutdown_grace: settings.server.shutdown_grace,
             store,
             cancel,
-            server,
+            servers,
             worker,
             retention,
             reconciler,
@@ -182,6 +211,11 @@ impl Application {
         self.addr
     }
 
+    /// The operator listener's address, when `server.admin_bind` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -190,7 +224,9 @@ impl Application {
     /// back.
     pub async fn stop(self) {
         self.cancel.cancel();
-        let _ = self.server.await;
+        for s in self.servers {
+            let _ = s.await;
+        }
         let _ = self.worker.await;
         let _ = self.retention.await;
         let _ = self.reconciler.await;
@@ -200,7 +236,9 @@ impl Application {
 
     /// Stops at once without any clean-up, as a crash would (tests of restart safety).
     pub fn abort(self) {
-        self.server.abort();
+        for s in &self.servers {
+            s.abort();
+        }
         self.worker.abort();
         self.retention.abort();
         self.reconciler.abort();
@@ -211,7 +249,16 @@ impl Application {
     pub async fn run_until_signal(self) {
         shutdown_signal().await;
         tracing::info!("shutdown requested");
-        self.stop().await;
+        let grace = self.shutdown_grace;
+        // The servers drain within the grace themselves; this bounds the rest (a Workfront call in
+        // flight). Exiting then is safe: its lease expires and the write is verified on resume.
+        if tokio::time::timeout(grace + std::time::Duration::from_secs(1), self.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?grace, "server.shutdown_grace passed; exiting with work in flight (it resumes from its lease)");
+            return;
+        }
         tracing::info!("stopped");
     }
 }

@@ -78,6 +78,29 @@ pub struct ServerSettings {
     pub bind: SocketAddr,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// A connection that began a request but has not finished its headers by then is closed.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once, per listener; beyond, new ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// After SIGTERM, in-flight work gets this long; then the process exits anyway.
+    pub shutdown_grace: Duration,
+    /// The operator surface's own listener; `None` = `bind` serves everything.
+    pub admin_bind: Option<SocketAddr>,
+    /// PEM certificate chain and private key; both or neither.
+    pub tls: Option<TlsFiles>,
+    /// Authentication failures per client address and minute before it is answered 429; 0 = off.
+    pub auth_failures_per_minute: u32,
+    /// A header the trusted ingress appends the client's address to (its last entry is taken);
+    /// `None` = the TCP peer's address.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// The database URL may carry a password, so it is a secret; `Debug` shows it with the password

@@ -33,6 +33,15 @@ pub(super) struct RawServer {
     pub(super) bind: String,
     pub(super) max_body_bytes: usize,
     pub(super) request_timeout: String,
+    pub(super) header_read_timeout: String,
+    pub(super) idle_timeout: String,
+    pub(super) max_connections: usize,
+    pub(super) shutdown_grace: String,
+    pub(super) admin_bind: String,
+    pub(super) tls_cert: String,
+    pub(super) tls_key: String,
+    pub(super) auth_failures_per_minute: u32,
+    pub(super) client_ip_header: String,
 }
 
 #[derive(Deserialize)]

@@ -18,7 +18,44 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
             .map_err(|e| bad("server.bind", format!("{e} (expected host:port)")))?,
         max_body_bytes: positive(raw.server.max_body_bytes, "server.max_body_bytes")?,
         request_timeout: duration(&raw.server.request_timeout, "server.request_timeout")?,
+        header_read_timeout: positive_duration(
+            &raw.server.header_read_timeout,
+            "server.header_read_timeout",
+        )?,
+        idle_timeout: positive_duration(&raw.server.idle_timeout, "server.idle_timeout")?,
+        max_connections: positive(raw.server.max_connections, "server.max_connections")?,
+        shutdown_grace: duration(&raw.server.shutdown_grace, "server.shutdown_grace")?,
+        admin_bind: match raw.server.admin_bind.trim() {
+            "" => None,
+            a => Some(
+                a.parse()
+                    .map_err(|e| bad("server.admin_bind", format!("{e} (expected host:port)")))?,
+            ),
+        },
+        tls: match (raw.server.tls_cert.trim(), raw.server.tls_key.trim()) {
+            ("", "") => None,
+            ("", _) => return Err(bad("server.tls_cert", "is required with server.tls_key")),
+            (_, "") => return Err(bad("server.tls_key", "is required with server.tls_cert")),
+            (cert, key) => Some(TlsFiles {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+        },
+        auth_failures_per_minute: raw.server.auth_failures_per_minute,
+        client_ip_header: match raw.server.client_ip_header.trim() {
+            "" => None,
+            h => Some(
+                axum::http::HeaderName::try_from(h)
+                    .map_err(|_| bad("server.client_ip_header", "is not a valid header name"))?,
+            ),
+        },
     };
+    if server.admin_bind == Some(server.bind) && server.bind.port() != 0 {
+        return Err(bad(
+            "server.admin_bind",
+            "is the same address as server.bind; leave it empty for one listener",
+        ));
+    }
 
     // database.url has a non-empty default (and the container image sets one), so a url_file
     // replaces it rather than conflicting with it.

@@ -9,6 +9,7 @@ pub mod brake;
 pub mod clock;
 pub mod concurrency;
 pub mod due;
+pub mod failures;
 pub mod lifecycle;
 pub mod reconcile;
 pub mod retry;

@@ -67,6 +67,8 @@ pub enum ApiError {
     Conflict(String),
     /// 408 `request_timeout`
     Timeout,
+    /// 429 `too_many_failures`: this address failed authentication too often; retry after.
+    TooManyFailures(std::time::Duration),
     /// 500 `internal`
     Internal,
 }
@@ -90,6 +92,7 @@ impl ApiError {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Conflict(_) => StatusCode::CONFLICT,
             Timeout => StatusCode::REQUEST_TIMEOUT,
+            TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +117,7 @@ impl ApiError {
             BadRequest(_) => "bad_request",
             Conflict(_) => "conflict",
             Timeout => "request_timeout",
+            TooManyFailures(_) => "too_many_failures",
             Internal => "internal",
         }
     }
@@ -132,6 +136,10 @@ impl ApiError {
             AdminDisabled => "the admin API is disabled: set admin.token to enable it".into(),
             MethodNotAllowed => "this method is not allowed on this endpoint".into(),
             Timeout => "the request took too long; nothing was stored".into(),
+            TooManyFailures(wait) => format!(
+                "too many authentication failures from this address (server.auth_failures_per_minute); nothing was checked or stored: retry in {} s",
+                retry_after(*wait)
+            ),
             Internal => "internal error; see the service log for this request id".into(),
             UnsupportedMediaType(m)
             | MissingSignature(m)
@@ -156,8 +164,18 @@ impl IntoResponse for ApiError {
                 request_id: current_request_id(),
             },
         };
-        (self.status(), Json(body)).into_response()
+        let mut resp = (self.status(), Json(body)).into_response();
+        if let ApiError::TooManyFailures(wait) = self {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after(wait).into());
+        }
+        resp
     }
+}
+
+/// Whole seconds, rounded up, at least 1.
+fn retry_after(wait: std::time::Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
 }
 
 impl From<SourceError> for ApiError {

@@ -15,6 +15,7 @@ pub mod health;
 pub mod openapi;
 pub mod operator;
 pub mod reconcile;
+pub mod serve;
 pub mod webhooks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,12 +55,46 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The service's one clock (the store holds the same).
     pub clock: Clock,
+    /// Authentication failures per client address (SPEC §10).
+    pub auth_failures: Arc<std::sync::Mutex<crate::domain::failures::AuthFailures>>,
 }
 
+/// The routes of each listener: with `admin_bind`, the public one serves webhooks and health,
+/// the operator one the admin API, metrics and the OpenAPI document; without, one serves all.
+pub struct Routers {
+    pub public: Router,
+    pub operator: Option<Router>,
+}
+
+/// Everything on one router (one listener).
 pub fn router(state: AppState) -> Router {
-    let timeout = state.settings.server.request_timeout;
-    let (routes, api) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
+    let (public, operator, document) = parts();
+    finish(public.merge(operator).merge(document), state)
+}
+
+pub fn routers(state: AppState) -> Routers {
+    let (public, operator, document) = parts();
+    if state.settings.server.admin_bind.is_none() {
+        return Routers {
+            public: finish(public.merge(operator).merge(document), state),
+            operator: None,
+        };
+    }
+    Routers {
+        public: finish(public, state.clone()),
+        operator: Some(finish(operator.merge(document), state)),
+    }
+}
+
+/// (public routes, operator routes, the OpenAPI document's route). The document describes both
+/// surfaces.
+fn parts() -> (Router<AppState>, Router<AppState>, Router<AppState>) {
+    let (public, mut api) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(webhooks::receive))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .split_for_parts();
+    let (operator, operator_api) = OpenApiRouter::<AppState>::new()
         .routes(routes!(admin::list, admin::create))
         .routes(routes!(admin::show))
         .routes(routes!(operator::approve))
@@ -68,23 +103,90 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(operator::release_brake))
         .routes(routes!(reconcile::create))
         .routes(routes!(reconcile::show))
-        .routes(routes!(health::healthz))
-        .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .split_for_parts();
+    api.merge(operator_api);
+    openapi::add_failure_limit(&mut api);
     let document = Arc::new(api);
+    let document = Router::new().route(
+        "/openapi.json",
+        get(move || async move { Json(document.clone()) }),
+    );
+    (public, operator, document)
+}
+
+/// The fallbacks and layers every listener has.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let timeout = state.settings.server.request_timeout;
     routes
-        .route(
-            "/openapi.json",
-            get(move || async move { Json(document.clone()) }),
-        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.settings.server.max_body_bytes))
         // The admin token before any extractor: before the path, the query or the body is read.
         .layer(middleware::from_fn_with_state(state.clone(), admin::gate))
+        // Outside the gate, so that an address over its failures is refused before any check.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_auth_failures,
+        ))
         .layer(middleware::from_fn_with_state(timeout, request_context))
         .with_state(state)
+}
+
+/// The per-address limiter on authentication failures ([`crate::domain::failures`]), for the
+/// routes that authenticate: webhooks and the admin API. A 401 counts; over the limit, 429
+/// `too_many_failures` with `Retry-After`, before the signature or token is looked at.
+async fn limit_auth_failures(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !(path.starts_with("/webhooks/") || path == "/admin" || path.starts_with("/admin/")) {
+        return next.run(req).await;
+    }
+    let Some(addr) = client_address(&req, app.settings.server.client_ip_header.as_ref()) else {
+        return next.run(req).await;
+    };
+    let now = app.clock.now_ms();
+    let blocked = app
+        .auth_failures
+        .lock()
+        .expect("limiter lock")
+        .blocked(addr, now);
+    if let Some(wait) = blocked {
+        tracing::warn!(client = %addr, "authentication failures over server.auth_failures_per_minute; refused unchecked");
+        return ApiError::TooManyFailures(wait).into_response();
+    }
+    let resp = next.run(req).await;
+    if resp.status() == axum::http::StatusCode::UNAUTHORIZED {
+        app.auth_failures
+            .lock()
+            .expect("limiter lock")
+            .failed(addr, app.clock.now_ms());
+    }
+    resp
+}
+
+/// The client's address: the last entry of `client_ip_header` when configured (the one the
+/// trusted ingress appended; earlier entries are the client's to forge), else the TCP peer.
+fn client_address(
+    req: &Request,
+    header: Option<&axum::http::HeaderName>,
+) -> Option<std::net::IpAddr> {
+    if let Some(h) = header {
+        let last = req
+            .headers()
+            .get_all(h)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .and_then(|v| v.parse().ok());
+        if last.is_some() {
+            return last;
+        }
+    }
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 /// Gives every request an id (echoed as `x-request-id`, used in error bodies and logs), a span,

@@ -326,3 +326,44 @@ impl Modify for AdminAuth {
         );
     }
 }
+
+/// Every route that authenticates (webhooks, the admin API) may answer 429 `too_many_failures`
+/// when the caller's address failed too often (SPEC §10); added here once rather than on each.
+pub fn add_failure_limit(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, ResponseBuilder, Type};
+    let response = ResponseBuilder::new()
+        .description("too_many_failures: this address failed authentication too often; nothing was checked or stored, retry after Retry-After seconds")
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer)))
+                .build(),
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for (path, item) in api.paths.paths.iter_mut() {
+        if !(path.starts_with("/webhooks/") || path.starts_with("/admin/")) {
+            continue;
+        }
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            op.responses
+                .responses
+                .entry("429".into())
+                .or_insert_with(|| response.clone().into());
+        }
+    }
+}

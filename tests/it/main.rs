@@ -13,6 +13,7 @@ mod operator;
 mod pipeline;
 mod processes;
 mod reconcile;
+mod serving;
 mod vendors;
 mod wait;
 mod webhooks;
