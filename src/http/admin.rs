@@ -65,6 +65,60 @@ pub async fn gate(State(app): State<AppState>, req: Request, next: Next) -> Resp
     next.run(req).await
 }
 
+/// The filter of `GET /admin/v1/actions` from its query parameters; every wrong value is a 400
+/// that names the parameter (fuzzed: `fuzz/fuzz_targets/admin_query.rs`).
+pub fn action_filter(q: &HashMap<String, String>) -> Result<ActionFilter, ApiError> {
+    let known = ["status", "reason", "source", "employee", "limit", "cursor"];
+    if let Some(k) = q.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(ApiError::BadRequest(format!(
+            "unknown query parameter {k:?}; use {}",
+            known.join(", ")
+        )));
+    }
+    if let Some(k) = q.keys().find(|k| crate::domain::has_nul(q[*k].as_str())) {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter {k:?} contains U+0000"
+        )));
+    }
+    let nonempty = |k: &str| {
+        q.get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    Ok(ActionFilter {
+        status: nonempty("status")
+            .map(|s| s.parse::<Status>())
+            .transpose()
+            .map_err(ApiError::BadRequest)?,
+        reason: nonempty("reason")
+            .map(|s| s.parse::<Reason>())
+            .transpose()
+            .map_err(ApiError::BadRequest)?,
+        source: nonempty("source"),
+        employee: nonempty("employee"),
+        cursor: match nonempty("cursor") {
+            Some(c) if is_action_id(&c) => Some(c),
+            Some(c) => {
+                return Err(ApiError::BadRequest(format!(
+                    "cursor {c:?} is not one this API gave out"
+                )))
+            }
+            None => None,
+        },
+        limit: match nonempty("limit") {
+            None => 50,
+            Some(l) => match l.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "limit must be a whole number from 1 to {MAX_LIMIT}"
+                    )))
+                }
+            },
+        },
+    })
+}
+
 /// The `{id}` of an action route: an id this API gives out, else 404 (a path that does not even
 /// decode is 400), always with the JSON error body.
 pub struct ActionId(pub String);
@@ -113,56 +167,7 @@ pub async fn list(
     State(app): State<AppState>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<ActionList>, ApiError> {
-    let q = query(q)?;
-    let known = ["status", "reason", "source", "employee", "limit", "cursor"];
-    if let Some(k) = q.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(ApiError::BadRequest(format!(
-            "unknown query parameter {k:?}; use {}",
-            known.join(", ")
-        )));
-    }
-    if let Some(k) = q.keys().find(|k| crate::domain::has_nul(q[*k].as_str())) {
-        return Err(ApiError::BadRequest(format!(
-            "query parameter {k:?} contains U+0000"
-        )));
-    }
-    let nonempty = |k: &str| {
-        q.get(k)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let filter = ActionFilter {
-        status: nonempty("status")
-            .map(|s| s.parse::<Status>())
-            .transpose()
-            .map_err(ApiError::BadRequest)?,
-        reason: nonempty("reason")
-            .map(|s| s.parse::<Reason>())
-            .transpose()
-            .map_err(ApiError::BadRequest)?,
-        source: nonempty("source"),
-        employee: nonempty("employee"),
-        cursor: match nonempty("cursor") {
-            Some(c) if is_action_id(&c) => Some(c),
-            Some(c) => {
-                return Err(ApiError::BadRequest(format!(
-                    "cursor {c:?} is not one this API gave out"
-                )))
-            }
-            None => None,
-        },
-        limit: match nonempty("limit") {
-            None => 50,
-            Some(l) => match l.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(ApiError::BadRequest(format!(
-                        "limit must be a whole number from 1 to {MAX_LIMIT}"
-                    )))
-                }
-            },
-        },
-    };
+    let filter = action_filter(&query(q)?)?;
     let actions = app.store.list_actions(&filter).await?;
     let next_cursor = (actions.len() as u32 == filter.limit)
         .then(|| actions.last().map(|a| a.id.clone()))

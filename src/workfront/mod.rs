@@ -683,3 +683,31 @@ mod tests {
         assert_eq!(u.is_admin, None);
     }
 }
+
+/// Entry points for `fuzz/` (the Workfront answer parser on arbitrary answers).
+pub mod fuzzing {
+    use super::*;
+
+    /// An answer as it comes off the wire, through the same steps as [`Client`]'s calls: JSON or
+    /// not, the excerpt kept for the audit, the classification, then each operation's reading of
+    /// `data`. Any panic is a finding; every answer must end as data or as a [`Failure`].
+    pub fn answer(status: u16, body: &[u8]) {
+        let Ok(status) = StatusCode::from_u16(status) else {
+            return;
+        };
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        if parsed.is_none() {
+            // At most 500 characters of a body that is not JSON go to the audit.
+            assert!(excerpt(body).chars().count() <= 500);
+        }
+        match classify(status, parsed) {
+            Ok(data) => {
+                let _ = serde_json::from_value::<Vec<User>>(data.clone());
+                let _ = serde_json::from_value::<User>(data);
+            }
+            Err(f) => {
+                let _ = (f.class(), f.code(), f.message());
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod durability;
 mod edges;
 mod harness;
 mod hr_apis;
+mod leaks;
 mod lifecycle;
 mod openapi;
 mod operator;
