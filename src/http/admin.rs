@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::current_request_id;
-use super::openapi::{ActionList, ActionView, EmployeeData, ErrorBody};
+use super::openapi::{ActionList, ActionView, ErrorBody, ManualAction};
 use super::{ApiError, AppState};
 use crate::domain::{new_id, Event, EventType, Reason, Status};
 use crate::intake::data::parse_data;
@@ -85,18 +85,21 @@ pub fn action_filter(q: &HashMap<String, String>) -> Result<ActionFilter, ApiErr
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
+    // The enumerated and typed values are taken exactly as the document lists them (empty: no
+    // filter); only the free texts are trimmed.
+    let exact = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
     Ok(ActionFilter {
-        status: nonempty("status")
+        status: exact("status")
             .map(|s| s.parse::<Status>())
             .transpose()
             .map_err(ApiError::BadRequest)?,
-        reason: nonempty("reason")
+        reason: exact("reason")
             .map(|s| s.parse::<Reason>())
             .transpose()
             .map_err(ApiError::BadRequest)?,
         source: nonempty("source"),
         employee: nonempty("employee"),
-        cursor: match nonempty("cursor") {
+        cursor: match exact("cursor") {
             Some(c) if is_action_id(&c) => Some(c),
             Some(c) => {
                 return Err(ApiError::BadRequest(format!(
@@ -105,7 +108,7 @@ pub fn action_filter(q: &HashMap<String, String>) -> Result<ActionFilter, ApiErr
             }
             None => None,
         },
-        limit: match nonempty("limit") {
+        limit: match q.get("limit") {
             None => 50,
             Some(l) => match l.parse::<u32>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
@@ -154,7 +157,7 @@ pub(super) fn query(
         ("reason" = Option<String>, Query, description = "a reason of SPEC §6"),
         ("source" = Option<String>, Query, description = "a configured source name, or admin"),
         ("employee" = Option<String>, Query, description = "employee id, or email (case-insensitive)"),
-        ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 50"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses(
@@ -200,7 +203,7 @@ pub async fn show(
 
 /// `POST /admin/v1/actions`: a manual deactivation; the body is the `data` object of SPEC §4.1.
 #[utoipa::path(post, path = "/admin/v1/actions", tag = "admin", security(("admin_token" = [])),
-    request_body = EmployeeData,
+    request_body = ManualAction,
     responses(
         (status = 202, description = "the new deactivation", body = ActionView),
         (status = 400, description = "malformed_payload", body = ErrorBody),
@@ -210,12 +213,15 @@ pub async fn show(
         (status = 503, description = "unavailable", body = ErrorBody),
     ))]
 pub async fn create(State(app): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::MalformedPayload(format!("body is not JSON: {e}")))?;
-    let Value::Object(data) = value else {
-        return Err(ApiError::MalformedPayload(
-            "body must be a JSON object like {\"email\": \"...\"}".into(),
-        ));
+    // Typed first (an operator API is exact: strings, no unknown keys), then the same checks as
+    // a delivery's `data` (identifiers, email, date).
+    let typed: ManualAction = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::MalformedPayload(format!(
+            "body must be a JSON object like {{\"email\": \"...\"}} with employee_id, email, name and effective_at as strings: {e}"
+        ))
+    })?;
+    let Value::Object(data) = serde_json::to_value(&typed).map_err(|_| ApiError::Internal)? else {
+        return Err(ApiError::Internal);
     };
     let fields = parse_data(&data)?;
     let now = app.clock.now();

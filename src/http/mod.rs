@@ -107,6 +107,7 @@ fn parts() -> (Router<AppState>, Router<AppState>, Router<AppState>) {
         .split_for_parts();
     api.merge(operator_api);
     openapi::add_failure_limit(&mut api);
+    openapi::pin_filters(&mut api);
     let document = Arc::new(api);
     let document = Router::new().route(
         "/openapi.json",

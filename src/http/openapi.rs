@@ -2,7 +2,7 @@
 //! annotations and the types they answer with, and registered through the same `OpenApiRouter`
 //! calls that route requests, so paths and methods cannot drift from what is served.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -81,6 +81,17 @@ pub struct StandardDelivery {
 /// Who and when; at least one of `employee_id` and `email`.
 #[derive(Serialize, ToSchema)]
 pub struct EmployeeData {
+    pub employee_id: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// `YYYY-MM-DD` (read in `lifecycle.timezone`) or an RFC 3339 date-time; absent or past: now.
+    pub effective_at: Option<String>,
+}
+
+/// The body of a manual deactivation: at least one of `employee_id` and `email`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManualAction {
     pub employee_id: Option<String>,
     pub email: Option<String>,
     pub name: Option<String>,
@@ -253,12 +264,22 @@ pub struct ActionList {
 
 /// The optional body of approve, retry, cancel and brake release.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OperatorBody {
     /// Approve: the Workfront user to act on (required for `ambiguous_match`).
     pub workfront_user_id: Option<String>,
     /// Approve: allow a user who is not a candidate (audited).
     #[serde(rename = "override")]
     pub override_: Option<bool>,
+    /// Who acts, for the audit trail.
+    pub operator: Option<String>,
+    pub note: Option<String>,
+}
+
+/// The optional body of brake release.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BrakeReleaseBody {
     /// Who acts, for the audit trail.
     pub operator: Option<String>,
     pub note: Option<String>,
@@ -364,6 +385,58 @@ pub fn add_failure_limit(api: &mut utoipa::openapi::OpenApi) {
                 .responses
                 .entry("429".into())
                 .or_insert_with(|| response.clone().into());
+        }
+    }
+}
+
+/// The action list's `status` and `reason` filters take the values of SPEC §6 (or empty: no
+/// filter); the document lists them so that a client knows every other value is a 400.
+pub fn pin_filters(api: &mut utoipa::openapi::OpenApi) {
+    use crate::domain::{Reason, Status};
+    use utoipa::openapi::path::Parameter;
+    use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+    let values = |all: Vec<&'static str>| -> RefOr<Schema> {
+        let mut v: Vec<&str> = vec![""];
+        v.extend(all);
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(v))
+                .build(),
+        ))
+    };
+    let Some(get) = api
+        .paths
+        .paths
+        .get_mut("/admin/v1/actions")
+        .and_then(|p| p.get.as_mut())
+    else {
+        return;
+    };
+    for p in get.parameters.iter_mut().flatten() {
+        let RefOr::T(p) = p else { continue };
+        let p: &mut Parameter = p;
+        match p.name.as_str() {
+            // Free text, but never U+0000 (no database stores it): a 400 names it.
+            "source" | "employee" => {
+                p.schema = Some(RefOr::T(Schema::Object(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[^\\x00]*$"))
+                        .build(),
+                )))
+            }
+            "cursor" => {
+                p.schema = Some(RefOr::T(Schema::Object(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^(act_[0-9a-f]{32})?$"))
+                        .build(),
+                )))
+            }
+            "status" => p.schema = Some(values(Status::ALL.iter().map(|s| s.as_str()).collect())),
+            "reason" => p.schema = Some(values(Reason::ALL.iter().map(|r| r.as_str()).collect())),
+            _ => {}
         }
     }
 }

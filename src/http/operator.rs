@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 
 use super::admin::{detail_json, ActionId};
 use super::error::current_request_id;
-use super::openapi::{ActionView, BrakeReleased, ErrorBody, OperatorBody, OperatorResponses};
+use super::openapi::{
+    ActionView, BrakeReleaseBody, BrakeReleased, ErrorBody, OperatorBody, OperatorResponses,
+};
 use super::{ApiError, AppState};
 use crate::domain::{Reason, Status, Step};
 use crate::store::{AuditEntry, OpChange, OpError, WfUserRef};
@@ -21,16 +23,18 @@ use crate::store::{AuditEntry, OpChange, OpError, WfUserRef};
 struct OpBody {
     /// Approve only: the Workfront user to act on (required for an ambiguous match).
     workfront_user_id: Option<String>,
-    /// Approve only: allow a user that is not among the candidates (audited).
-    #[serde(default)]
-    r#override: bool,
+    /// Approve only: allow a user that is not among the candidates (audited); null is false.
+    r#override: Option<bool>,
     /// Who did it, for the audit trail.
     operator: Option<String>,
     note: Option<String>,
 }
 
 fn op_body(body: &Bytes) -> Result<OpBody, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // No body, or JSON null: nothing to say.
+    if body.iter().all(u8::is_ascii_whitespace)
+        || serde_json::from_slice::<Value>(body).is_ok_and(|v| v.is_null())
+    {
         return Ok(OpBody::default());
     }
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
@@ -79,7 +83,7 @@ fn conflict_message(verb: &str, status: Status) -> String {
 
 #[utoipa::path(post, path = "/admin/v1/actions/{id}/approve", tag = "admin", security(("admin_token" = [])),
     params(("id" = String, Path, description = "act_...")),
-    request_body(content = OperatorBody, description = "optional"),
+    request_body(content = Option<OperatorBody>, description = "optional"),
     responses(OperatorResponses))]
 pub async fn approve(
     State(app): State<AppState>,
@@ -125,7 +129,7 @@ pub async fn approve(
                 .chain(action.user.iter())
                 .find(|c| c.id == uid)
                 .cloned();
-            match (known, body.r#override) {
+            match (known, body.r#override.unwrap_or(false)) {
                 (Some(c), _) => Some(c),
                 (None, true) => Some(WfUserRef { id: uid.to_string(), name: None, email: None }),
                 (None, false) => {
@@ -141,14 +145,14 @@ pub async fn approve(
         Step::OperatorApproved,
         &body,
         json!({"previous_reason": action.reason.map(|r| r.as_str()), "workfront_user_id": user.as_ref().map(|u| u.id.clone()),
-               "override": body.r#override && user.is_some()}),
+               "override": body.r#override.unwrap_or(false) && user.is_some()}),
     );
     apply(&app, &id, OpChange::Approve { user }, entry, "approve").await
 }
 
 #[utoipa::path(post, path = "/admin/v1/actions/{id}/retry", tag = "admin", security(("admin_token" = [])),
     params(("id" = String, Path, description = "act_...")),
-    request_body(content = OperatorBody, description = "optional"),
+    request_body(content = Option<OperatorBody>, description = "optional"),
     responses(OperatorResponses))]
 pub async fn retry(
     State(app): State<AppState>,
@@ -167,7 +171,7 @@ pub async fn retry(
 
 #[utoipa::path(post, path = "/admin/v1/actions/{id}/cancel", tag = "admin", security(("admin_token" = [])),
     params(("id" = String, Path, description = "act_...")),
-    request_body(content = OperatorBody, description = "optional"),
+    request_body(content = Option<OperatorBody>, description = "optional"),
     responses(OperatorResponses))]
 pub async fn cancel(
     State(app): State<AppState>,
@@ -181,7 +185,7 @@ pub async fn cancel(
 
 /// `POST /admin/v1/brake/release`: approves everything the brake holds.
 #[utoipa::path(post, path = "/admin/v1/brake/release", tag = "admin", security(("admin_token" = [])),
-    request_body(content = OperatorBody, description = "optional: operator and note"),
+    request_body(content = Option<BrakeReleaseBody>, description = "optional: operator and note"),
     responses(
         (status = 200, description = "the actions released from the brake", body = BrakeReleased),
         (status = 400, description = "bad_request", body = ErrorBody),
@@ -193,7 +197,7 @@ pub async fn release_brake(
     body: Bytes,
 ) -> Result<Json<BrakeReleased>, ApiError> {
     let body = op_body(&body)?;
-    if body.workfront_user_id.is_some() || body.r#override {
+    if body.workfront_user_id.is_some() || body.r#override.unwrap_or(false) {
         return Err(ApiError::BadRequest(
             "brake release takes only operator and note".into(),
         ));

@@ -41,7 +41,11 @@ pub struct LeaverInput {
 /// A JSON list of leavers.
 #[derive(Serialize, ToSchema)]
 pub struct LeaversBody {
-    pub leavers: Vec<LeaverInput>,
+    /// Rows shaped as `LeaverInput`. A row that is not (a field that is not a string, an
+    /// `employee_id` that is not a string or a number, a row that is not an object) is kept and
+    /// reported `invalid`, so one bad row never costs the others; hence any value is accepted here.
+    #[schema(min_items = 1, value_type = Vec<serde_json::Value>)]
+    pub leavers: Vec<serde_json::Value>,
     /// Create the missing deactivations (default false).
     pub apply: Option<bool>,
 }

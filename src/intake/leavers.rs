@@ -96,7 +96,7 @@ pub fn parse_json(body: &[u8]) -> Result<Leavers, LeaversError> {
         return Err(shape());
     };
     let apply = match root.get("apply") {
-        None => false,
+        None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
             return Err(LeaversError::Malformed(

@@ -366,13 +366,16 @@ async fn run_mode(mode: Mode) {
             "manual action",
             http.post(format!("{base}/admin/v1/actions"))
                 .bearer_auth(ADMIN)
-                .json(&json!({"employee_id": "E-1001", "operator": "leak-test", "note": "from the leak test"}))
+                .json(&json!({"employee_id": "E-1001", "name": "Ada Admin"}))
                 .send()
                 .await
                 .unwrap(),
         )
         .await;
-    let _ = created;
+    assert!(
+        created["id"].is_string(),
+        "the manual action was refused: {created}"
+    );
     // Wait until nothing is left in flight: every action ends, is held by the brake, or waits
     // for the HR API that is down.
     let settled = {

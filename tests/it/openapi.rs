@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::harness::*;
 
@@ -255,4 +255,163 @@ async fn every_answer_the_endpoints_give_is_a_documented_status() {
             "{method} {path} answered {status}, which is not documented"
         );
     }
+}
+
+async fn document(app: &TestApp) -> Value {
+    app.http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The schema of `name` in the document's components.
+fn component<'d>(doc: &'d Value, name: &str) -> &'d Value {
+    &doc["components"]["schemas"][name]
+}
+
+fn param<'d>(doc: &'d Value, path: &str, name: &str) -> &'d Value {
+    doc["paths"][path]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .map(|p| &p["schema"])
+        .unwrap_or_else(|| panic!("no parameter {name} on {path}"))
+}
+
+#[tokio::test]
+async fn the_list_parameters_are_documented_with_the_values_the_server_takes() {
+    // schemathesis found: the document allowed any limit, any status and reason, any cursor, and
+    // the server took `limit=` (empty) although the document says integer.
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let limit = param(&doc, "/admin/v1/actions", "limit");
+    assert_eq!(
+        (limit["minimum"].as_u64(), limit["maximum"].as_u64()),
+        (Some(1), Some(500))
+    );
+    let status = param(&doc, "/admin/v1/actions", "status")["enum"].clone();
+    assert!(
+        status.as_array().unwrap().contains(&json!("held")),
+        "{status}"
+    );
+    assert!(
+        !status.as_array().unwrap().contains(&json!("done")),
+        "{status}"
+    );
+    let reason = param(&doc, "/admin/v1/actions", "reason")["enum"].clone();
+    assert!(
+        reason
+            .as_array()
+            .unwrap()
+            .contains(&json!("ambiguous_match")),
+        "{reason}"
+    );
+    assert_eq!(
+        param(&doc, "/admin/v1/actions", "cursor")["pattern"],
+        "^(act_[0-9a-f]{32})?$"
+    );
+    for q in ["limit=", "limit=%205", "status=%20held", "source=a%00b"] {
+        assert_error(
+            &app.admin_get(&format!("/admin/v1/actions?{q}")).await,
+            400,
+            "bad_request",
+        );
+    }
+    for q in ["status=", "reason=", "cursor=", "status=held&limit=500"] {
+        let a = app.admin_get(&format!("/admin/v1/actions?{q}")).await;
+        assert_eq!(a.status, 200, "{q}: {}", a.body);
+    }
+}
+
+#[tokio::test]
+async fn operator_bodies_take_null_for_their_booleans_and_refuse_unknown_properties_as_documented()
+{
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    assert_eq!(
+        component(&doc, "OperatorBody")["additionalProperties"],
+        false
+    );
+    assert_eq!(
+        component(&doc, "BrakeReleaseBody")["additionalProperties"],
+        false
+    );
+    let id = app.terminate(Some("E-1001"), None).await;
+    app.wait_for_status(&id, "held").await;
+    // `null` where the document says "boolean or null" is no 400.
+    let a = app
+        .admin_post_raw(
+            &format!("/admin/v1/actions/{id}/cancel"),
+            Some(ADMIN_TOKEN),
+            r#"{"override": null, "operator": null, "note": null}"#,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = app
+        .admin_post_raw("/admin/v1/brake/release", Some(ADMIN_TOKEN), "null")
+        .await;
+    assert_eq!(a.status, 200, "a null body is no body: {}", a.body);
+    let a = app
+        .admin_post_raw(
+            "/admin/v1/brake/release",
+            Some(ADMIN_TOKEN),
+            r#"{"operator": "o", "colour": "red"}"#,
+        )
+        .await;
+    assert_error(&a, 400, "bad_request");
+}
+
+#[tokio::test]
+async fn a_manual_action_takes_exactly_the_documented_body() {
+    // schemathesis found: `{"employee_id": 0}` was accepted though the document says string.
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let manual = component(&doc, "ManualAction");
+    assert_eq!(manual["additionalProperties"], false);
+    for bad in [
+        r#"{"employee_id": 0}"#,
+        r#"{"employee_id": "E-1043", "colour": "red"}"#,
+        r#"{"email": ["a@b.co"]}"#,
+        "[]",
+    ] {
+        let a = app
+            .admin_post_raw("/admin/v1/actions", Some(ADMIN_TOKEN), bad)
+            .await;
+        assert_error(&a, 400, "malformed_payload");
+    }
+    let a = app
+        .admin_post_raw("/admin/v1/actions", Some(ADMIN_TOKEN), "{}")
+        .await;
+    assert_error(&a, 422, "invalid_event");
+    let a = app
+        .admin_post_raw(
+            "/admin/v1/actions",
+            Some(ADMIN_TOKEN),
+            r#"{"employee_id": "E-1043", "email": null, "name": "John", "effective_at": null}"#,
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+}
+
+#[tokio::test]
+async fn a_reconciliation_takes_null_for_apply_and_documents_at_least_one_row() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    assert_eq!(
+        component(&doc, "LeaversBody")["properties"]["leavers"]["minItems"],
+        1
+    );
+    let a = app
+        .admin_post_raw(
+            "/admin/v1/reconciliations",
+            Some(ADMIN_TOKEN),
+            r#"{"leavers": [{"employee_id": "E-1043"}], "apply": null}"#,
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
 }
