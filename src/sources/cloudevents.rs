@@ -37,11 +37,13 @@ const BATCH: &str = "application/cloudevents-batch+json";
 struct Table {
     token: Option<SecretString>,
     token_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "super::common::secret_list")]
+    tokens: Option<Vec<SecretString>>,
 }
 
 #[derive(Debug)]
 pub struct CloudEvents {
-    token: SecretString,
+    token: common::Tokens,
 }
 
 /// Offboard's meaning of a CloudEvents `type`.
@@ -83,7 +85,7 @@ impl CloudEvents {
     pub fn from_table(name: &str, table: Value) -> Result<Self, ConfigError> {
         let t: Table = super::registry::table(name, table)?;
         Ok(CloudEvents {
-            token: common::required_token(name, t.token, t.token_file)?,
+            token: common::required_tokens(name, t.token, t.token_file, t.tokens)?,
         })
     }
 
@@ -193,7 +195,7 @@ impl Source for CloudEvents {
             .is_some_and(|v| v.get("specversion").is_some());
         let mut headers = vec![(
             "Authorization".to_string(),
-            format!("Bearer {}", self.token.expose_secret()),
+            format!("Bearer {}", self.token.first().expose_secret()),
         )];
         if structured {
             headers.push((

@@ -101,10 +101,10 @@ pub fn signature_header(headers: &HeaderMap, name: &str) -> Result<String, Sourc
         .ok_or_else(|| SourceError::MissingSignature(format!("{name} header is missing")))
 }
 
-/// `Authorization: Bearer <token>` must carry `token`.
-pub fn check_bearer(headers: &HeaderMap, token: &SecretString) -> Result<(), SourceError> {
+/// `Authorization: Bearer <token>` must carry one of `tokens`.
+pub fn check_bearer(headers: &HeaderMap, tokens: &Tokens) -> Result<(), SourceError> {
     let given = authorization(headers, "Bearer")?;
-    if ct_eq(given.as_bytes(), token.expose_secret().as_bytes()) {
+    if tokens.any(|t| ct_eq(given.as_bytes(), t.as_bytes())) {
         Ok(())
     } else {
         Err(SourceError::InvalidToken(
@@ -233,14 +233,49 @@ pub fn raw_key(secret: &str, _key: &str) -> Result<SecretKey, ConfigError> {
     )))
 }
 
-/// A required token from `token` / `token_file`.
-pub fn required_token(
+/// The tokens a source accepts: `token` (or `token_file`) and, during a rotation, `tokens` — so
+/// the sender can be switched to the new token while the old one still works (SECURITY.md).
+#[derive(Debug)]
+pub struct Tokens(Vec<SecretString>);
+
+impl Tokens {
+    /// The first configured token: the one `offboard sign` and the tests send.
+    pub fn first(&self) -> &SecretString {
+        &self.0[0]
+    }
+
+    /// True when `matches` holds for any token; every token is compared, so timing does not
+    /// tell which one matched.
+    pub fn any(&self, matches: impl Fn(&str) -> bool) -> bool {
+        self.0
+            .iter()
+            .fold(false, |hit, t| matches(t.expose_secret()) | hit)
+    }
+}
+
+/// The required tokens of source `source` from `token` / `token_file` / `tokens` (a list, or
+/// one comma-separated string from the environment).
+pub fn required_tokens(
     source: &str,
     token: Option<SecretString>,
     token_file: Option<std::path::PathBuf>,
-) -> Result<SecretString, ConfigError> {
+    tokens: Option<Vec<SecretString>>,
+) -> Result<Tokens, ConfigError> {
     let key = format!("sources.{source}.token");
-    secret_value(token, token_file, &key)?.ok_or_else(|| bad(&key, "a token is required"))
+    let mut all: Vec<SecretString> = secret_value(token, token_file, &key)?.into_iter().collect();
+    all.extend(
+        tokens
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !t.expose_secret().is_empty()),
+    );
+    if all.is_empty() {
+        return Err(bad(
+            &key,
+            "a token is required (token, token_file or tokens)",
+        ));
+    }
+    Ok(Tokens(all))
 }
 
 /// The body as a JSON object, else `malformed_payload`.

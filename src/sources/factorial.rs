@@ -30,12 +30,14 @@ const CHALLENGE: &str = "x-factorial-wh-challenge";
 struct Table {
     token: Option<SecretString>,
     token_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "super::common::secret_list")]
+    tokens: Option<Vec<SecretString>>,
     event: Option<String>,
 }
 
 #[derive(Debug)]
 pub struct Factorial {
-    token: SecretString,
+    token: common::Tokens,
     event: Option<String>,
 }
 
@@ -66,14 +68,17 @@ impl Factorial {
             }
         }
         Ok(Factorial {
-            token: common::required_token(name, t.token, t.token_file)?,
+            token: common::required_tokens(name, t.token, t.token_file, t.tokens)?,
             event,
         })
     }
 
     fn authenticate(&self, req: &Request<'_>) -> Result<(), SourceError> {
         if let Some(challenge) = header_str(req.headers, CHALLENGE) {
-            if common::ct_eq(challenge.as_bytes(), self.token.expose_secret().as_bytes()) {
+            if self
+                .token
+                .any(|t| common::ct_eq(challenge.as_bytes(), t.as_bytes()))
+            {
                 return Ok(());
             }
             return Err(SourceError::InvalidToken(format!(
@@ -153,7 +158,10 @@ impl Source for Factorial {
     fn sign(&self, _body: &[u8], _now: jiff::Timestamp) -> Vec<(String, String)> {
         vec![
             ("Content-Type".into(), "application/json".into()),
-            (CHALLENGE.into(), self.token.expose_secret().to_string()),
+            (
+                CHALLENGE.into(),
+                self.token.first().expose_secret().to_string(),
+            ),
         ]
     }
 

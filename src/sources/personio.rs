@@ -29,18 +29,20 @@ use crate::domain::EventType;
 struct Table {
     token: Option<SecretString>,
     token_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "super::common::secret_list")]
+    tokens: Option<Vec<SecretString>>,
 }
 
 #[derive(Debug)]
 pub struct Personio {
-    token: SecretString,
+    token: common::Tokens,
 }
 
 impl Personio {
     pub fn from_table(name: &str, table: Value) -> Result<Self, ConfigError> {
         let t: Table = super::registry::table(name, table)?;
         Ok(Personio {
-            token: common::required_token(name, t.token, t.token_file)?,
+            token: common::required_tokens(name, t.token, t.token_file, t.tokens)?,
         })
     }
 
@@ -48,7 +50,6 @@ impl Personio {
         let given = header_str(req.headers, "authorization").ok_or_else(|| {
             SourceError::MissingSignature("Authorization header is missing".into())
         })?;
-        let token = self.token.expose_secret();
         let strip = |s: &str| {
             s.strip_prefix("Bearer ")
                 .or_else(|| s.strip_prefix("bearer "))
@@ -57,9 +58,12 @@ impl Personio {
                 .to_string()
         };
         // All comparisons run, so timing does not tell which form matched.
-        let verbatim = common::ct_eq(given.as_bytes(), token.as_bytes());
-        let unprefixed = common::ct_eq(strip(&given).as_bytes(), strip(token).as_bytes());
-        if verbatim | unprefixed {
+        let matches = |token: &str| {
+            let verbatim = common::ct_eq(given.as_bytes(), token.as_bytes());
+            let unprefixed = common::ct_eq(strip(&given).as_bytes(), strip(token).as_bytes());
+            verbatim | unprefixed
+        };
+        if self.token.any(matches) {
             Ok(())
         } else {
             Err(SourceError::InvalidToken(
@@ -143,7 +147,7 @@ impl Source for Personio {
             ("Content-Type".into(), "application/json".into()),
             (
                 "Authorization".into(),
-                self.token.expose_secret().to_string(),
+                self.token.first().expose_secret().to_string(),
             ),
         ]
     }

@@ -91,6 +91,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn token_sources_take_the_old_and_the_new_token_during_a_rotation() {
+        let tables = [
+            json!({"kind": "standard", "auth": "bearer", "token": "tok-new", "tokens": ["tok-old"]}),
+            json!({"kind": "personio", "tokens": "tok-new,tok-old"}),
+            json!({"kind": "rippling", "tokens": ["tok-new", "tok-old"]}),
+            json!({"kind": "factorial", "tokens": ["tok-new", "tok-old"], "event": "employee_terminated"}),
+            json!({"kind": "cloudevents", "token": "tok-new", "tokens": ["tok-old"]}),
+        ];
+        let now = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        let tz = jiff::tz::TimeZone::UTC;
+        for table in tables {
+            let kind = table["kind"].as_str().unwrap().to_string();
+            let source = build("hr", table).unwrap();
+            // What `offboard sign` sends carries the first token.
+            let signed = format!("{:?}", source.sign(b"{}", now));
+            assert!(signed.contains("tok-new"), "{kind}: {signed}");
+            for (token, passes) in [("tok-new", true), ("tok-old", true), ("tok-gone", false)] {
+                let mut headers = axum::http::HeaderMap::new();
+                headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+                let req = crate::sources::Request {
+                    headers: &headers,
+                    query: None,
+                    body: b"{}",
+                    now,
+                    timezone: &tz,
+                };
+                let authenticated = match source.receive(&req) {
+                    Ok(_) => true,
+                    Err(e) => !e.is_authentication(),
+                };
+                assert_eq!(authenticated, passes, "{kind} with {token}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_source_without_any_token_names_the_key() {
+        let e = build("hr", json!({"kind": "rippling", "tokens": []}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sources.hr.token"), "{e}");
+    }
+
+    #[test]
     fn every_kind_builds_from_its_example_and_reports_its_name() {
         for kind in KINDS {
             let s = build("x", example_table(kind)).unwrap();

@@ -27,18 +27,20 @@ const FORM: &str = "application/x-www-form-urlencoded";
 struct Table {
     token: Option<SecretString>,
     token_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "super::common::secret_list")]
+    tokens: Option<Vec<SecretString>>,
 }
 
 #[derive(Debug)]
 pub struct Rippling {
-    token: SecretString,
+    token: common::Tokens,
 }
 
 impl Rippling {
     pub fn from_table(name: &str, table: Value) -> Result<Self, ConfigError> {
         let t: Table = super::registry::table(name, table)?;
         Ok(Rippling {
-            token: common::required_token(name, t.token, t.token_file)?,
+            token: common::required_tokens(name, t.token, t.token_file, t.tokens)?,
         })
     }
 }
@@ -94,7 +96,7 @@ impl Source for Rippling {
             ("Content-Type".into(), FORM.into()),
             (
                 "Authorization".into(),
-                format!("Bearer {}", self.token.expose_secret()),
+                format!("Bearer {}", self.token.first().expose_secret()),
             ),
         ]
     }

@@ -32,6 +32,8 @@ struct Table {
     secrets: Option<Vec<SecretString>>,
     token: Option<SecretString>,
     token_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "super::common::secret_list")]
+    tokens: Option<Vec<SecretString>>,
     username: Option<String>,
     password: Option<SecretString>,
     password_file: Option<PathBuf>,
@@ -46,7 +48,7 @@ enum Auth {
         keys: Vec<SecretKey>,
     },
     Bearer {
-        token: SecretString,
+        token: common::Tokens,
     },
     Basic {
         username: String,
@@ -73,8 +75,7 @@ impl Standard {
                 keys: common::signing_keys(name, t.secret, t.secret_file, t.secrets, decode_whsec)?,
             },
             "bearer" => Auth::Bearer {
-                token: secret_value(t.token, t.token_file, &key("token"))?
-                    .ok_or_else(|| bad(&key("token"), "is required with auth = \"bearer\""))?,
+                token: common::required_tokens(name, t.token, t.token_file, t.tokens)?,
             },
             "basic" => Auth::Basic {
                 username: t
@@ -179,7 +180,7 @@ impl Source for Standard {
             }
             Auth::Bearer { token } => headers.push((
                 "Authorization".into(),
-                format!("Bearer {}", token.expose_secret()),
+                format!("Bearer {}", token.first().expose_secret()),
             )),
             Auth::Basic { username, password } => {
                 let pair = format!("{username}:{}", password.expose_secret());

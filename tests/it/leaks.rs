@@ -14,7 +14,7 @@ use base64::Engine;
 use offboard::sim::{RunningSim, Sim, SimConfig, SimIms, SimOAuth};
 use serde_json::{json, Value};
 
-use crate::harness::{database_url, fresh_postgres_database, postgres_url, Receiver};
+use crate::harness::{database_url, fresh_postgres_database, Receiver};
 use crate::processes::Replica;
 use crate::wait;
 
@@ -201,7 +201,10 @@ fn workfront_table(mode: &Mode, sim: &RunningSim) -> String {
 }
 
 async fn database(dir: &Path) -> String {
-    match postgres_url() {
+    match std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+    {
         // Trust authentication accepts any password, so the URL can carry a known one.
         Some(pg) => fresh_postgres_database(&pg).await.replacen(
             "postgres://postgres@",
