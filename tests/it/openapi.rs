@@ -25,15 +25,7 @@ fn refs(v: &Value, out: &mut Vec<String>) {
 async fn the_openapi_document_covers_every_endpoint_describes_every_response_and_its_refs_resolve()
 {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document(&app).await;
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3."),
         "{}",
@@ -158,15 +150,7 @@ async fn the_openapi_document_covers_every_endpoint_describes_every_response_and
 #[tokio::test]
 async fn every_answer_the_endpoints_give_is_a_documented_status() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document(&app).await;
     let documented = |method: &str, path: &str, status: u16| {
         doc["paths"][path][method]["responses"]
             .get(status.to_string())
@@ -257,6 +241,7 @@ async fn every_answer_the_endpoints_give_is_a_documented_status() {
     }
 }
 
+/// The running service's OpenAPI document.
 async fn document(app: &TestApp) -> Value {
     app.http
         .get(format!("{}/openapi.json", app.base))
