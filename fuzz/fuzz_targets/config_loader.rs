@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     let below = format!("[admin]\ntoken = \"{SECRET}\"\n");
     if let Err(e) = offboard::config::Settings::from_toml_layers(&[&below, &text]) {
         if !text.contains(SECRET) {
-            assert!(!e.to_string().contains(SECRET), "a config error printed a secret: {e}");
+            assert!(
+                !e.to_string().contains(SECRET),
+                "a config error printed a secret: {e}"
+            );
         }
     }
 });

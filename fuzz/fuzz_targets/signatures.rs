@@ -23,8 +23,7 @@ fuzz_target!(|data: &[u8]| {
         use secrecy::ExposeSecret;
         offboard::sources::signature::sign(key.expose_secret(), id, ts, body.as_bytes())
     };
-    let passed =
-        offboard::sources::signature::verify(&[key], id, ts, body.as_bytes(), header);
+    let passed = offboard::sources::signature::verify(&[key], id, ts, body.as_bytes(), header);
     let holds_right = header.split_ascii_whitespace().any(|e| e == right);
     assert_eq!(passed, holds_right, "header {header:?}");
 
@@ -33,13 +32,25 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(v) = HeaderValue::from_str(header) {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", v);
-        let token = SecretString::from("tok-3b1d");
-        if offboard::sources::common::check_bearer(&headers, &token).is_ok() {
-            assert!(header.trim().ends_with("tok-3b1d"), "bearer passed: {header:?}");
+        let tokens = offboard::sources::common::required_tokens(
+            "fuzz",
+            Some(SecretString::from("tok-3b1d")),
+            None,
+            None,
+        )
+        .expect("a token");
+        if offboard::sources::common::check_bearer(&headers, &tokens).is_ok() {
+            assert!(
+                header.trim().ends_with("tok-3b1d"),
+                "bearer passed: {header:?}"
+            );
         }
         let password = SecretString::from("pw-9");
         if offboard::sources::common::check_basic(&headers, "workday", &password).is_ok() {
-            assert!(header.to_ascii_lowercase().contains("basic"), "basic passed: {header:?}");
+            assert!(
+                header.to_ascii_lowercase().contains("basic"),
+                "basic passed: {header:?}"
+            );
         }
     }
 });
