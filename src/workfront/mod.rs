@@ -456,13 +456,9 @@ impl Client {
                 match resp.bytes().await {
                     Err(e) => Err(transport_failure(e)),
                     Ok(body) => {
-                        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-                        exchange.response = Some(
-                            parsed
-                                .clone()
-                                .unwrap_or_else(|| Value::String(excerpt(&body))),
-                        );
-                        classify(status, parsed)
+                        let (kept, result) = read_answer(status, &body);
+                        exchange.response = Some(kept);
+                        result
                     }
                 }
             }
@@ -502,6 +498,16 @@ fn map_call<T>(call: Call<Value>, f: impl FnOnce(Value) -> Result<T, String>) ->
         result: call.result.and_then(|v| f(v).map_err(Failure::BadResponse)),
         exchange: call.exchange,
     }
+}
+
+/// An answer off the wire: what the audit keeps (the JSON, or an excerpt of a body that is not
+/// JSON, such as a proxy's HTML page) and the `data` value or the failure.
+pub fn read_answer(status: StatusCode, body: &[u8]) -> (Value, Result<Value, Failure>) {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let kept = parsed
+        .clone()
+        .unwrap_or_else(|| Value::String(excerpt(body)));
+    (kept, classify(status, parsed))
 }
 
 /// Turns a status and body into the `data` value or a failure.
@@ -688,19 +694,21 @@ mod tests {
 pub mod fuzzing {
     use super::*;
 
-    /// An answer as it comes off the wire, through the same steps as [`Client`]'s calls: JSON or
-    /// not, the excerpt kept for the audit, the classification, then each operation's reading of
-    /// `data`. Any panic is a finding; every answer must end as data or as a [`Failure`].
+    /// An answer as it comes off the wire, through [`read_answer`] as [`Client`]'s calls do,
+    /// then each operation's reading of `data`. Any panic is a finding; every answer must end as
+    /// data or as a [`Failure`].
     pub fn answer(status: u16, body: &[u8]) {
         let Ok(status) = StatusCode::from_u16(status) else {
             return;
         };
-        let parsed: Option<Value> = serde_json::from_slice(body).ok();
-        if parsed.is_none() {
+        let (kept, result) = read_answer(status, body);
+        if let Value::String(excerpt) = &kept {
             // At most 500 characters of a body that is not JSON go to the audit.
-            assert!(excerpt(body).chars().count() <= 500);
+            assert!(
+                excerpt.chars().count() <= 500 || serde_json::from_slice::<Value>(body).is_ok()
+            );
         }
-        match classify(status, parsed) {
+        match result {
             Ok(data) => {
                 let _ = serde_json::from_value::<Vec<User>>(data.clone());
                 let _ = serde_json::from_value::<User>(data);

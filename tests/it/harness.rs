@@ -377,6 +377,18 @@ impl TestApp {
         .await;
     }
 
+    /// `GET /openapi.json`.
+    pub async fn openapi(&self) -> Value {
+        self.http
+            .get(format!("{}/openapi.json", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `GET /readyz` as JSON.
     pub async fn readyz(&self) -> Value {
         self.http

@@ -25,7 +25,7 @@ fn refs(v: &Value, out: &mut Vec<String>) {
 async fn the_openapi_document_covers_every_endpoint_describes_every_response_and_its_refs_resolve()
 {
     let app = spawn_app().await;
-    let doc = document(&app).await;
+    let doc = app.openapi().await;
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3."),
         "{}",
@@ -150,7 +150,7 @@ async fn the_openapi_document_covers_every_endpoint_describes_every_response_and
 #[tokio::test]
 async fn every_answer_the_endpoints_give_is_a_documented_status() {
     let app = spawn_app().await;
-    let doc = document(&app).await;
+    let doc = app.openapi().await;
     let documented = |method: &str, path: &str, status: u16| {
         doc["paths"][path][method]["responses"]
             .get(status.to_string())
@@ -241,18 +241,6 @@ async fn every_answer_the_endpoints_give_is_a_documented_status() {
     }
 }
 
-/// The running service's OpenAPI document.
-async fn document(app: &TestApp) -> Value {
-    app.http
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// The schema of `name` in the document's components.
 fn component<'d>(doc: &'d Value, name: &str) -> &'d Value {
     &doc["components"]["schemas"][name]
@@ -273,7 +261,7 @@ async fn the_list_parameters_are_documented_with_the_values_the_server_takes() {
     // schemathesis found: the document allowed any limit, any status and reason, any cursor, and
     // the server took `limit=` (empty) although the document says integer.
     let app = spawn_app().await;
-    let doc = document(&app).await;
+    let doc = app.openapi().await;
     let limit = param(&doc, "/admin/v1/actions", "limit");
     assert_eq!(
         (limit["minimum"].as_u64(), limit["maximum"].as_u64()),
@@ -317,7 +305,7 @@ async fn the_list_parameters_are_documented_with_the_values_the_server_takes() {
 async fn operator_bodies_take_null_for_their_booleans_and_refuse_unknown_properties_as_documented()
 {
     let app = spawn_app().await;
-    let doc = document(&app).await;
+    let doc = app.openapi().await;
     assert_eq!(
         component(&doc, "OperatorBody")["additionalProperties"],
         false
@@ -355,7 +343,7 @@ async fn operator_bodies_take_null_for_their_booleans_and_refuse_unknown_propert
 async fn a_manual_action_takes_exactly_the_documented_body() {
     // schemathesis found: `{"employee_id": 0}` was accepted though the document says string.
     let app = spawn_app().await;
-    let doc = document(&app).await;
+    let doc = app.openapi().await;
     let manual = component(&doc, "ManualAction");
     assert_eq!(manual["additionalProperties"], false);
     for bad in [
@@ -386,7 +374,7 @@ async fn a_manual_action_takes_exactly_the_documented_body() {
 #[tokio::test]
 async fn a_reconciliation_takes_null_for_apply_and_documents_at_least_one_row() {
     let app = spawn_app().await;
-    let doc = document(&app).await;
+    let doc = app.openapi().await;
     assert_eq!(
         component(&doc, "LeaversBody")["properties"]["leavers"]["minItems"],
         1
