@@ -1,6 +1,14 @@
 # syntax=docker/dockerfile:1
+# Both bases can be replaced for air-gapped registries or local builds, e.g.
+#   docker build --build-arg BUILDER_IMAGE=registry.example/rust:1.95-bookworm \
+#                --build-arg RUNTIME_IMAGE=registry.example/distroless/cc-debian12:nonroot .
+# The builder needs cargo, rustc and a C compiler; the runtime glibc, libgcc_s and a user 65532.
+# .ci/container builds this file with podman on bases it makes from Debian packages.
+ARG BUILDER_IMAGE=rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
 # Build: the release binaries (offboard and workfront-sim).
-FROM rust:1.95-slim-bookworm AS build
+FROM ${BUILDER_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 # Every target the manifest declares must be present, the benchmark included.
@@ -14,7 +22,7 @@ RUN cargo build --release --locked --bins \
 
 # Run: a small image without a shell or package manager, as a non-root user.
 # TLS roots are compiled in (webpki-roots), so no CA bundle is needed.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/offboard /out/workfront-sim /usr/local/bin/
 COPY --from=build --chown=65532:65532 /out/data /data
 WORKDIR /data
