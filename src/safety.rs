@@ -82,6 +82,7 @@ mod tests {
             name: None,
             email: Some(email.into()),
             username: Some(email.into()),
+            ext_ref_id: None,
             is_active: Some(true),
             is_admin: Some(admin),
         }

@@ -191,8 +191,14 @@ pub struct SafetySettings {
 
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
-    /// `None`: the admin API answers 403.
+    /// `None`: the admin API answers 403 (and the console refuses to run).
     pub token: Option<SecretString>,
+    /// `GET /console` is served (SPEC §11).
+    pub console: bool,
+    /// How long a console sign-in lasts.
+    pub console_session: Duration,
+    /// Mark the session cookie `Secure` even without `server.tls_cert` (behind a TLS ingress).
+    pub console_secure_cookie: bool,
 }
 
 #[derive(Clone)]

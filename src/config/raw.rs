@@ -120,6 +120,9 @@ pub(super) struct RawSafety {
 pub(super) struct RawAdmin {
     pub(super) token: Option<SecretString>,
     pub(super) token_file: Option<PathBuf>,
+    pub(super) console: bool,
+    pub(super) console_session: String,
+    pub(super) console_secure_cookie: bool,
 }
 
 #[derive(Deserialize)]

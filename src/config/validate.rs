@@ -168,7 +168,13 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
 
     let admin = AdminSettings {
         token: secret_value(raw.admin.token, raw.admin.token_file, "admin.token")?,
+        console: raw.admin.console,
+        console_session: duration(&raw.admin.console_session, "admin.console_session")?,
+        console_secure_cookie: raw.admin.console_secure_cookie,
     };
+    if admin.console_session.is_zero() {
+        return Err(bad("admin.console_session", "must be longer than 0 s"));
+    }
     let notify = NotifySettings {
         webhook_url: match secret_value(
             raw.notify.webhook_url,

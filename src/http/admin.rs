@@ -119,6 +119,7 @@ pub fn action_filter(q: &HashMap<String, String>) -> Result<ActionFilter, ApiErr
                 }
             },
         },
+        oldest_first: false,
     })
 }
 

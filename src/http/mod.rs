@@ -4,12 +4,14 @@
 //! |---|---|
 //! | `POST /webhooks/{source}` | [`webhooks`] |
 //! | `/admin/v1/...` | [`admin`], [`operator`], [`reconcile`] |
+//! | `/console/...` (HTML for operators) | [`console`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`health`] |
 //! | `GET /openapi.json` | [`openapi`] |
 //!
 //! Handlers are thin: verify, parse, store in one transaction, answer. None calls Workfront.
 
 pub mod admin;
+pub mod console;
 pub mod error;
 pub mod health;
 pub mod openapi;
@@ -68,12 +70,12 @@ pub struct Routers {
 
 /// Everything on one router (one listener).
 pub fn router(state: AppState) -> Router {
-    let (public, operator, document) = parts();
+    let (public, operator, document) = parts(&state.settings);
     finish(public.merge(operator).merge(document), state)
 }
 
 pub fn routers(state: AppState) -> Routers {
-    let (public, operator, document) = parts();
+    let (public, operator, document) = parts(&state.settings);
     if state.settings.server.admin_bind.is_none() {
         return Routers {
             public: finish(public.merge(operator).merge(document), state),
@@ -87,8 +89,8 @@ pub fn routers(state: AppState) -> Routers {
 }
 
 /// (public routes, operator routes, the OpenAPI document's route). The document describes both
-/// surfaces.
-fn parts() -> (Router<AppState>, Router<AppState>, Router<AppState>) {
+/// surfaces' JSON APIs; the console's pages are not in it.
+fn parts(settings: &Settings) -> (Router<AppState>, Router<AppState>, Router<AppState>) {
     let (public, mut api) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(webhooks::receive))
         .routes(routes!(health::healthz))
@@ -113,6 +115,11 @@ fn parts() -> (Router<AppState>, Router<AppState>, Router<AppState>) {
         "/openapi.json",
         get(move || async move { Json(document.clone()) }),
     );
+    let operator = if settings.admin.console {
+        operator.merge(console::routes())
+    } else {
+        operator
+    };
     (public, operator, document)
 }
 
@@ -139,7 +146,11 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
 /// `too_many_failures` with `Retry-After`, before the signature or token is looked at.
 async fn limit_auth_failures(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if !(path.starts_with("/webhooks/") || path == "/admin" || path.starts_with("/admin/")) {
+    if !(path.starts_with("/webhooks/")
+        || path == "/admin"
+        || path.starts_with("/admin/")
+        || path == "/console/login")
+    {
         return next.run(req).await;
     }
     let Some(addr) = client_address(&req, app.settings.server.client_ip_header.as_ref()) else {

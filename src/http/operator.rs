@@ -1,6 +1,8 @@
 //! Operators steering actions: approve (also resolving an ambiguous match), retry, cancel, and
 //! releasing the brake. Each change is refused with 409 when the action's status does not allow
 //! it, and is audited with what was done, by whom (the optional `operator` field) and the request id.
+//! The changes themselves ([`approve_action`], [`retry_action`], [`cancel_action`],
+//! [`release`]) serve the JSON API and the console alike.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,19 +17,19 @@ use super::openapi::{
 };
 use super::{ApiError, AppState};
 use crate::domain::{Reason, Status, Step};
-use crate::store::{AuditEntry, OpChange, OpError, WfUserRef};
+use crate::store::{ActionDetail, AuditEntry, OpChange, OpError, WfUserRef};
 
 /// The optional body of the operator endpoints.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct OpBody {
+pub struct OpBody {
     /// Approve only: the Workfront user to act on (required for an ambiguous match).
-    workfront_user_id: Option<String>,
+    pub workfront_user_id: Option<String>,
     /// Approve only: allow a user that is not among the candidates (audited); null is false.
-    r#override: Option<bool>,
+    pub r#override: Option<bool>,
     /// Who did it, for the audit trail.
-    operator: Option<String>,
-    note: Option<String>,
+    pub operator: Option<String>,
+    pub note: Option<String>,
 }
 
 fn op_body(body: &Bytes) -> Result<OpBody, ApiError> {
@@ -55,7 +57,7 @@ async fn apply(
     change: OpChange,
     entry: AuditEntry,
     verb: &str,
-) -> Result<Json<ActionView>, ApiError> {
+) -> Result<ActionDetail, ApiError> {
     match app.store.operator_change(id, &change, entry).await {
         Ok(changed) => {
             if let (OpChange::Cancel, Some(reason)) = (&change, changed.reason) {
@@ -64,7 +66,7 @@ async fn apply(
             app.wake.notify_one();
             let detail = app.store.get_action(id).await?.ok_or(ApiError::Internal)?;
             tracing::info!(action_id = %id, operation = verb, "operator change applied");
-            Ok(Json(detail_json(&detail)))
+            Ok(detail)
         }
         Err(OpError::NotFound) => Err(ApiError::NotFound(format!("no action {id:?}"))),
         Err(OpError::Conflict(status)) => Err(ApiError::Conflict(conflict_message(verb, status))),
@@ -90,10 +92,19 @@ pub async fn approve(
     ActionId(id): ActionId,
     body: Bytes,
 ) -> Result<Json<ActionView>, ApiError> {
-    let body = op_body(&body)?;
+    let detail = approve_action(&app, &id, op_body(&body)?).await?;
+    Ok(Json(detail_json(&detail)))
+}
+
+/// Approves a held action (resolving an ambiguous match with `body.workfront_user_id`).
+pub async fn approve_action(
+    app: &AppState,
+    id: &str,
+    body: OpBody,
+) -> Result<ActionDetail, ApiError> {
     let detail = app
         .store
-        .get_action(&id)
+        .get_action(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no action {id:?}")))?;
     let action = &detail.action;
@@ -141,13 +152,13 @@ pub async fn approve(
         }
     };
     let entry = audit(
-        &app,
+        app,
         Step::OperatorApproved,
         &body,
         json!({"previous_reason": action.reason.map(|r| r.as_str()), "workfront_user_id": user.as_ref().map(|u| u.id.clone()),
                "override": body.r#override.unwrap_or(false) && user.is_some()}),
     );
-    apply(&app, &id, OpChange::Approve { user }, entry, "approve").await
+    apply(app, id, OpChange::Approve { user }, entry, "approve").await
 }
 
 #[utoipa::path(post, path = "/admin/v1/actions/{id}/retry", tag = "admin", security(("admin_token" = [])),
@@ -159,14 +170,23 @@ pub async fn retry(
     ActionId(id): ActionId,
     body: Bytes,
 ) -> Result<Json<ActionView>, ApiError> {
-    let body = op_body(&body)?;
+    let detail = retry_action(&app, &id, op_body(&body)?).await?;
+    Ok(Json(detail_json(&detail)))
+}
+
+/// Gives a failed action a fresh retry budget.
+pub async fn retry_action(
+    app: &AppState,
+    id: &str,
+    body: OpBody,
+) -> Result<ActionDetail, ApiError> {
     let entry = audit(
-        &app,
+        app,
         Step::OperatorRetry,
         &body,
         json!({"retry_budget": app.settings.retry.max_attempts()}),
     );
-    apply(&app, &id, OpChange::Retry, entry, "retry").await
+    apply(app, id, OpChange::Retry, entry, "retry").await
 }
 
 #[utoipa::path(post, path = "/admin/v1/actions/{id}/cancel", tag = "admin", security(("admin_token" = [])),
@@ -178,9 +198,18 @@ pub async fn cancel(
     ActionId(id): ActionId,
     body: Bytes,
 ) -> Result<Json<ActionView>, ApiError> {
-    let body = op_body(&body)?;
-    let entry = audit(&app, Step::OperatorCancelled, &body, json!({}));
-    apply(&app, &id, OpChange::Cancel, entry, "cancel").await
+    let detail = cancel_action(&app, &id, op_body(&body)?).await?;
+    Ok(Json(detail_json(&detail)))
+}
+
+/// Cancels an action that has not finished.
+pub async fn cancel_action(
+    app: &AppState,
+    id: &str,
+    body: OpBody,
+) -> Result<ActionDetail, ApiError> {
+    let entry = audit(app, Step::OperatorCancelled, &body, json!({}));
+    apply(app, id, OpChange::Cancel, entry, "cancel").await
 }
 
 /// `POST /admin/v1/brake/release`: approves everything the brake holds.
@@ -202,14 +231,20 @@ pub async fn release_brake(
             "brake release takes only operator and note".into(),
         ));
     }
-    let ids = app
-        .store
-        .release_brake(audit(&app, Step::BrakeReleased, &body, json!({})))
-        .await?;
-    app.wake.notify_one();
-    tracing::warn!(released = ids.len(), "operator released the brake");
+    let ids = release(&app, &body).await?;
     Ok(Json(BrakeReleased {
         released: ids.len(),
         actions: ids,
     }))
+}
+
+/// Approves everything the brake holds; the ids of the released actions.
+pub async fn release(app: &AppState, body: &OpBody) -> Result<Vec<String>, ApiError> {
+    let ids = app
+        .store
+        .release_brake(audit(app, Step::BrakeReleased, body, json!({})))
+        .await?;
+    app.wake.notify_one();
+    tracing::warn!(released = ids.len(), operator = ?body.operator, "operator released the brake");
+    Ok(ids)
 }

@@ -170,11 +170,38 @@ pub async fn create(
     } else {
         leavers::parse_json(&bytes)
     };
-    let Leavers { rows, apply } = parsed.map_err(|e| match e {
+    let Leavers { rows, apply } = parsed.map_err(list_error)?;
+    let total = rows.len();
+    let id = store_list(&app, rows, apply || apply_query, "request").await?;
+    let created = ReconciliationCreated {
+        status: "running".into(),
+        total,
+        id: id.clone(),
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/admin/v1/reconciliations/{id}"))],
+        Json(created),
+    )
+        .into_response())
+}
+
+/// A list refused as a whole: 400 `malformed_payload` or 422 `invalid_event`.
+pub fn list_error(e: LeaversError) -> ApiError {
+    match e {
         LeaversError::Malformed(m) => ApiError::MalformedPayload(m),
         LeaversError::Unusable(m) => ApiError::InvalidEvent(m),
-    })?;
-    let apply = apply || apply_query;
+    }
+}
+
+/// Stores a parsed list as a new report (`origin`: `request`, `console:<operator>`, ...) and
+/// wakes the runner; the report's id.
+pub async fn store_list(
+    app: &AppState,
+    rows: Vec<leavers::Leaver>,
+    apply: bool,
+    origin: &str,
+) -> Result<String, ApiError> {
     let id = new_id("rec");
     let rows: Vec<NewLeaverRow> = rows
         .into_iter()
@@ -186,21 +213,11 @@ pub async fn create(
         })
         .collect();
     app.store
-        .create_reconciliation(&id, apply, "request", &rows)
+        .create_reconciliation(&id, apply, origin, &rows)
         .await?;
     app.reconcile_wake.notify_one();
-    tracing::info!(reconciliation_id = %id, rows = rows.len(), apply, "reconciliation stored");
-    let created = ReconciliationCreated {
-        status: "running".into(),
-        total: rows.len(),
-        id: id.clone(),
-    };
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/admin/v1/reconciliations/{id}"))],
-        Json(created),
-    )
-        .into_response())
+    tracing::info!(reconciliation_id = %id, rows = rows.len(), apply, origin, "reconciliation stored");
+    Ok(id)
 }
 
 #[utoipa::path(get, path = "/admin/v1/reconciliations/{id}", operation_id = "show_reconciliation", tag = "admin", security(("admin_token" = [])),
@@ -287,7 +304,7 @@ fn row_view(r: &LeaverRecord) -> LeaverView {
 /// The report as CSV, one line per row. Cells that a spreadsheet would run as a formula (`=`,
 /// `+`, `-`, `@`, tab, CR first) get a leading `'`: the values come from HR exports and
 /// Workfront, and an auditor opens this file in a spreadsheet.
-fn to_csv(rows: &[LeaverRecord]) -> Result<String, csv::Error> {
+pub fn to_csv(rows: &[LeaverRecord]) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "row",

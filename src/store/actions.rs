@@ -54,9 +54,11 @@ pub struct ActionFilter {
     pub source: Option<String>,
     /// Matches the employee id exactly or the email case-insensitively.
     pub employee: Option<String>,
-    /// Only actions older than this id (the previous page's last id).
+    /// Only actions past this id in the order asked for (the previous page's last id).
     pub cursor: Option<String>,
     pub limit: u32,
+    /// Oldest first (the console's review queue) instead of newest first.
+    pub oldest_first: bool,
 }
 
 impl Store {
@@ -330,7 +332,12 @@ impl Store {
             );
         }
         if let Some(c) = &filter.cursor {
-            push("id < ?", vec![c.clone()]);
+            let past = if filter.oldest_first {
+                "id > ?"
+            } else {
+                "id < ?"
+            };
+            push(past, vec![c.clone()]);
         }
         let where_sql = if clauses.is_empty() {
             String::new()
@@ -338,7 +345,8 @@ impl Store {
             format!("WHERE {}", clauses.join(" AND "))
         };
         let sql = format!(
-            "SELECT {ACTION_COLS} FROM actions {where_sql} ORDER BY id DESC LIMIT {}",
+            "SELECT {ACTION_COLS} FROM actions {where_sql} ORDER BY id {} LIMIT {}",
+            if filter.oldest_first { "ASC" } else { "DESC" },
             filter.limit
         );
         let mut q = sqlx::query(&sql);
@@ -347,6 +355,22 @@ impl Store {
         }
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(action_from_row).collect()
+    }
+
+    /// How many actions there are in each status (only statuses that occur).
+    pub async fn status_counts(&self) -> Result<Vec<(Status, i64)>, StoreError> {
+        sqlx::query("SELECT status, COUNT(*) AS n FROM actions GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let name: String = r.try_get("status")?;
+                let status = name
+                    .parse::<Status>()
+                    .map_err(|_| StoreError::Corrupt(format!("unknown status {name:?}")))?;
+                Ok((status, r.try_get::<i64, _>("n")?))
+            })
+            .collect()
     }
 }
 

@@ -291,6 +291,28 @@ impl Store {
         }))
     }
 
+    /// The newest reports first, at most `limit`, with their counts.
+    pub async fn list_reconciliations(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<ReconciliationRecord>, StoreError> {
+        let ids: Vec<String> = sqlx::query(&format!(
+            "SELECT id FROM reconciliations ORDER BY created_at DESC, id DESC LIMIT {limit}"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, sqlx::Error>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.get_reconciliation(&id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every row of a report, in input order.
     pub async fn reconciliation_rows(&self, id: &str) -> Result<Vec<LeaverRecord>, StoreError> {
         let sql = format!(

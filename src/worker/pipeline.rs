@@ -575,5 +575,6 @@ fn user_ref(u: &User) -> WfUserRef {
 }
 
 fn user_json(u: &User) -> Value {
-    json!({ "ID": u.id, "name": u.name, "emailAddr": u.email, "isActive": u.is_active, "isAdmin": u.is_admin })
+    json!({ "ID": u.id, "name": u.name, "emailAddr": u.email, "username": u.username, "extRefID": u.ext_ref_id,
+            "isActive": u.is_active, "isAdmin": u.is_admin })
 }

@@ -35,10 +35,24 @@ pub struct User {
     pub email: Option<String>,
     #[serde(default)]
     pub username: Option<String>,
+    /// The HR employee id, where the tenant keeps it there (shown to operators who choose
+    /// between candidates).
+    #[serde(rename = "extRefID", default, deserialize_with = "loose_string")]
+    pub ext_ref_id: Option<String>,
     #[serde(rename = "isActive", default, deserialize_with = "loose_bool")]
     pub is_active: Option<bool>,
     #[serde(rename = "isAdmin", default, deserialize_with = "loose_bool")]
     pub is_admin: Option<bool>,
+}
+
+/// Display only, so never a reason to refuse an answer: a number is kept in its decimal form and
+/// any other shape is dropped.
+fn loose_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
 }
 
 /// Workfront documents `isActive` as a JSON boolean, but its own examples send `"false"`; accept both.

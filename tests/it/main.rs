@@ -2,6 +2,7 @@
 
 mod admin;
 mod cli;
+mod console;
 mod credentials;
 mod durability;
 mod edges;

@@ -224,6 +224,8 @@ async fn admin_bind_puts_the_operator_surface_on_its_own_listener() {
         "/metrics",
         "/openapi.json",
         "/admin/v1/brake",
+        "/console",
+        "/console/login",
     ] {
         let public = http
             .get(format!("{}{path}", app.base))
@@ -235,7 +237,12 @@ async fn admin_bind_puts_the_operator_surface_on_its_own_listener() {
         let body: Value = public.json().await.unwrap();
         assert_eq!(body["error"]["code"], "not_found");
     }
-    for path in ["/admin/v1/actions", "/metrics", "/openapi.json"] {
+    for path in [
+        "/admin/v1/actions",
+        "/metrics",
+        "/openapi.json",
+        "/console/login",
+    ] {
         let r = http
             .get(format!("{admin}{path}"))
             .bearer_auth(ADMIN_TOKEN)
