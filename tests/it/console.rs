@@ -369,6 +369,19 @@ async fn console_pages_are_small_load_nothing_from_elsewhere_and_are_never_cache
             body.contains("name=\"viewport\""),
             "{path} is laid out for phones"
         );
+        // What the Content-Security-Policy would block: inline styles, handlers and scripts.
+        for inline in [
+            " style=",
+            " onclick=",
+            " onsubmit=",
+            "<script>",
+            "javascript:",
+        ] {
+            assert!(
+                !body.contains(inline),
+                "{path} has {inline:?}, which the CSP blocks"
+            );
+        }
     }
     for (asset, kind) in [
         ("console.css", "text/css"),

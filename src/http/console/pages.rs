@@ -185,7 +185,7 @@ pub fn queue(
         @for (a, candidates) in held {
             section.card aria-labelledby=(format!("h-{}", a.id)) {
                 div.row {
-                    h2 id=(format!("h-{}", a.id)) style="margin:0" { a href=(format!("/console/actions/{}", a.id)) { code { (a.id) } } }
+                    h2.flush id=(format!("h-{}", a.id)) { a href=(format!("/console/actions/{}", a.id)) { code { (a.id) } } }
                     (badge(a.reason.map_or("held", |r| r.as_str())))
                     span.muted { (a.kind.as_str()) " · from " (a.source) " · held since " (time(a.updated_at)) }
                 }
@@ -396,7 +396,7 @@ pub fn reconciliations(list: &[ReconciliationRecord], csrf: &str) -> Markup {
         h1 { "Reconciliations" }
         form.card method="post" action="/console/reconciliations" {
             (csrf_field(csrf))
-            h2 style="margin-top:0" { "Check a list of leavers" }
+            h2.flush { "Check a list of leavers" }
             p.muted { "CSV with a header row: employee_id, email, terminated_on (other columns are ignored)." }
             label for="csv-file" { "CSV file" }
             input type="file" id="csv-file" accept=".csv,text/csv" data-fills="csv";
