@@ -322,3 +322,28 @@ test("on a phone-sized screen the queue needs no sideways scrolling", async () =
   await shot(page, "console-queue-phone.png");
   await context.close();
 });
+
+test("an ambiguous match is resolved with the keyboard alone", async () => {
+  const s = await stack();
+  await deliver(s, { email: "sam.lee@example.com" });
+  const held = await heldAction(s, "ambiguous_match");
+  const { page, context } = await signIn(s);
+  // Tab until `matches` holds for the focused element (bounded), as a keyboard user would.
+  const tabTo = async (what, matches) => {
+    for (let i = 0; i < 60; i++) {
+      await page.keyboard.press("Tab");
+      if (await page.evaluate(matches)) return;
+    }
+    throw new Error(`Tab never reached ${what}`);
+  };
+  await tabTo("the right candidate", () => document.activeElement?.value === "5f1c0a7e0000a1b2c3d4e5f6000000b1");
+  await page.keyboard.press("Space");
+  await tabTo("Approve", () => document.activeElement?.textContent === "Approve");
+  const focusVisible = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(focusVisible, "none", "the focused button shows where the focus is");
+  await page.keyboard.press("Enter");
+  await page.waitForURL(`**/console/actions/${held.id}?done=approve`);
+  await waitFor("the chosen user inactive", async () => (await simUser(s, SAM)).isActive === false);
+  assert.equal((await simUser(s, SAM_CONTRACTOR)).isActive, true);
+  await context.close();
+});
