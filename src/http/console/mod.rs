@@ -13,14 +13,19 @@
 //!   [`super::reconcile::store_list`]), with the operator's name in the audit.
 //! - Pages are maud templates ([`pages`]) with one small stylesheet and one optional script, all
 //!   compiled in; a strict Content-Security-Policy allows nothing else.
+//!
+//! Files: this one holds the routes, the session gate and sign-in; [`actions`] the queue, an
+//! action, the list and the brake; [`reports`] the reconciliations.
 
+mod actions;
 pub mod pages;
+mod reports;
 pub mod session;
 
 use std::collections::HashMap;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -31,14 +36,9 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::admin::{action_filter, detail_json, is_action_id};
-use super::operator::{self, OpBody};
+use super::operator::OpBody;
 use super::{ApiError, AppState};
-use crate::domain::reconcile::{is_reconciliation_id, Outcome};
-use crate::domain::{Reason, Status};
-use crate::intake::leavers::{self, Leaver};
-use crate::store::{ActionDetail, ActionFilter, ActionRecord, LeaverRecord, ReconciliationRecord};
-use pages::{Candidate, Frame, Nav};
+use pages::{Frame, Nav};
 use session::{Keys, Session};
 
 /// The largest change form (a note and a few fields).
@@ -50,25 +50,31 @@ const LIST_PAGE: u32 = 100;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/console", get(queue))
+        .route("/console", get(actions::queue))
         .route("/console/", get(|| async { Redirect::to("/console") }))
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
-        .route("/console/actions", get(actions))
-        .route("/console/actions/{id}", get(action))
-        .route("/console/actions/{id}/{verb}", post(change))
-        .route("/console/brake", get(brake))
-        .route("/console/brake/release", post(release))
+        .route("/console/actions", get(actions::actions))
+        .route("/console/actions/{id}", get(actions::action))
+        .route("/console/actions/{id}/{verb}", post(actions::change))
+        .route("/console/brake", get(actions::brake))
+        .route("/console/brake/release", post(actions::release))
         .route(
             "/console/reconciliations",
-            get(reconciliations).post(reconcile),
+            get(reports::reconciliations).post(reports::reconcile),
         )
-        .route("/console/reconciliations/{id}", get(reconciliation))
+        .route(
+            "/console/reconciliations/{id}",
+            get(reports::reconciliation),
+        )
         .route(
             "/console/reconciliations/{id}/report.csv",
-            get(reconciliation_csv),
+            get(reports::reconciliation_csv),
         )
-        .route("/console/reconciliations/{id}/apply", post(apply_gaps))
+        .route(
+            "/console/reconciliations/{id}/apply",
+            post(reports::apply_gaps),
+        )
         .route(
             "/console/assets/console.css",
             get(|| async { asset("text/css; charset=utf-8", pages::CSS) }),
@@ -398,416 +404,6 @@ async fn logout(op: Operator, body: Body) -> Response {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
-}
-
-// ---- actions -----------------------------------------------------------------------------------
-
-/// The candidates of an ambiguous match with the fields the worker saw (its `ambiguous_match`
-/// audit step), else as stored with the action.
-fn candidates(d: &ActionDetail) -> Vec<Candidate> {
-    let seen = d
-        .audit
-        .iter()
-        .rev()
-        .find(|e| e.step == "ambiguous_match")
-        .and_then(|e| e.detail.get("candidates"))
-        .and_then(|c| c.as_array());
-    let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
-    match seen {
-        Some(list) if !list.is_empty() => list
-            .iter()
-            .filter_map(|c| {
-                Some(Candidate {
-                    id: text(c, "ID")?,
-                    name: text(c, "name"),
-                    email: text(c, "emailAddr"),
-                    username: text(c, "username"),
-                    ext_ref_id: text(c, "extRefID"),
-                    active: c.get("isActive").and_then(|x| x.as_bool()),
-                    admin: c.get("isAdmin").and_then(|x| x.as_bool()),
-                })
-            })
-            .collect(),
-        _ => d
-            .action
-            .candidates
-            .iter()
-            .map(|u| Candidate {
-                id: u.id.clone(),
-                name: u.name.clone(),
-                email: u.email.clone(),
-                username: None,
-                ext_ref_id: None,
-                active: None,
-                admin: None,
-            })
-            .collect(),
-    }
-}
-
-fn done_message(q: &HashMap<String, String>) -> Option<&'static str> {
-    Some(match q.get("done")?.as_str() {
-        "approve" => "Approved. offboard carries it out now; this page shows the outcome.",
-        "cancel" => "Cancelled.",
-        "retry" => "Retrying with a fresh retry budget.",
-        "released" => "The brake was released; the held actions run now.",
-        _ => return None,
-    })
-}
-
-async fn queue(
-    op: Operator,
-    State(app): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let result = async {
-        let filter = ActionFilter {
-            status: Some(Status::Held),
-            cursor: q.get("after").filter(|c| is_action_id(c)).cloned(),
-            limit: QUEUE_PAGE,
-            oldest_first: true,
-            ..Default::default()
-        };
-        let held = app.store.list_actions(&filter).await?;
-        let mut shown = Vec::with_capacity(held.len());
-        for a in held {
-            let c = if a.reason == Some(Reason::AmbiguousMatch) {
-                match app.store.get_action(&a.id).await? {
-                    Some(d) => candidates(&d),
-                    None => Vec::new(),
-                }
-            } else {
-                Vec::new()
-            };
-            shown.push((a, c));
-        }
-        let total = app
-            .store
-            .status_counts()
-            .await?
-            .iter()
-            .find(|(s, _)| *s == Status::Held)
-            .map_or(0, |(_, n)| *n);
-        Ok::<_, ApiError>((shown, total))
-    }
-    .await;
-    match result {
-        Ok((shown, total)) => {
-            let next = (shown.len() == QUEUE_PAGE as usize)
-                .then(|| shown.last().map(|(a, _)| a.id.clone()))
-                .flatten();
-            let content = maud::html! {
-                (pages::flash(done_message(&q)))
-                (pages::queue(&shown, total, next.as_deref(), &op.csrf))
-            };
-            op.show("Review queue", Nav::Queue, content)
-        }
-        Err(e) => op.problem(&e, "/console"),
-    }
-}
-
-async fn action(
-    op: Operator,
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let missing = || {
-        ApiError::NotFound(format!(
-            "no action {:?}",
-            id.chars().take(80).collect::<String>()
-        ))
-    };
-    if !is_action_id(&id) {
-        return op.problem(&missing(), "/console/actions");
-    }
-    match app.store.get_action(&id).await {
-        Ok(Some(d)) => {
-            let raw = serde_json::to_string_pretty(&detail_json(&d)).unwrap_or_default();
-            let content = maud::html! {
-                (pages::flash(done_message(&q)))
-                (pages::action(&d, &candidates(&d), &raw, &op.csrf))
-            };
-            op.show(&format!("Action {id}"), Nav::Actions, content)
-        }
-        Ok(None) => op.problem(&missing(), "/console/actions"),
-        Err(e) => op.problem(&e.into(), "/console/actions"),
-    }
-}
-
-async fn change(
-    op: Operator,
-    State(app): State<AppState>,
-    Path((id, verb)): Path<(String, String)>,
-    body: Body,
-) -> Response {
-    let back = format!("/console/actions/{id}");
-    let form = match read_form(body, MAX_FORM_BYTES).await {
-        Ok(f) => f,
-        Err(e) => return op.problem(&e, &back),
-    };
-    if let Some(r) = op.refuse_without_csrf(&form) {
-        return r;
-    }
-    if !is_action_id(&id) {
-        return op.problem(&ApiError::NotFound("no such action".into()), "/console");
-    }
-    let body = op.op_body(&form);
-    let done = match verb.as_str() {
-        "approve" => operator::approve_action(&app, &id, body).await,
-        "cancel" => operator::cancel_action(&app, &id, body).await,
-        "retry" => operator::retry_action(&app, &id, body).await,
-        _ => return op.problem(&ApiError::NotFound("no such operation".into()), &back),
-    };
-    match done {
-        Ok(_) => see_other(&format!("{back}?done={verb}")),
-        Err(e) => op.problem(&e, &back),
-    }
-}
-
-async fn actions(
-    op: Operator,
-    State(app): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let result = async {
-        let mut filter = action_filter(&q)?;
-        filter.limit = LIST_PAGE;
-        let rows = app.store.list_actions(&filter).await?;
-        let mut counts = app.store.status_counts().await?;
-        counts.sort_by_key(|(s, _)| Status::ALL.iter().position(|x| x == s));
-        Ok::<_, ApiError>((rows, counts))
-    }
-    .await;
-    let get = |k: &str| q.get(k).map_or("", String::as_str);
-    match result {
-        Ok((rows, counts)) => {
-            let next = (rows.len() == LIST_PAGE as usize)
-                .then(|| rows.last().map(|a: &ActionRecord| a.id.clone()))
-                .flatten();
-            let lq = pages::ListQuery {
-                status: get("status"),
-                reason: get("reason"),
-                source: get("source"),
-                employee: get("employee"),
-            };
-            op.show(
-                "Actions",
-                Nav::Actions,
-                pages::actions(&rows, &counts, &lq, next.as_deref()),
-            )
-        }
-        Err(e) => op.problem(&e, "/console/actions"),
-    }
-}
-
-// ---- brake -------------------------------------------------------------------------------------
-
-async fn brake(
-    op: Operator,
-    State(app): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let result = async {
-        let engaged = app.store.brake_engaged().await?;
-        let held = app
-            .store
-            .list_actions(&ActionFilter {
-                status: Some(Status::Held),
-                reason: Some(Reason::RateBrake),
-                limit: 500,
-                oldest_first: true,
-                ..Default::default()
-            })
-            .await?;
-        Ok::<_, ApiError>((engaged, held))
-    }
-    .await;
-    match result {
-        Ok((engaged, held)) => {
-            let content = maud::html! {
-                (pages::flash(done_message(&q)))
-                (pages::brake(engaged, &held, &op.csrf))
-            };
-            op.show("Brake", Nav::Brake, content)
-        }
-        Err(e) => op.problem(&e, "/console/brake"),
-    }
-}
-
-async fn release(op: Operator, State(app): State<AppState>, body: Body) -> Response {
-    let form = match read_form(body, MAX_FORM_BYTES).await {
-        Ok(f) => f,
-        Err(e) => return op.problem(&e, "/console/brake"),
-    };
-    if let Some(r) = op.refuse_without_csrf(&form) {
-        return r;
-    }
-    if form.get("confirm").map(String::as_str) != Some("yes") {
-        let e = ApiError::BadRequest("confirm the release by ticking the box first".into());
-        return op.problem(&e, "/console/brake");
-    }
-    match operator::release(&app, &op.op_body(&form)).await {
-        Ok(_) => see_other("/console/brake?done=released"),
-        Err(e) => op.problem(&e, "/console/brake"),
-    }
-}
-
-// ---- reconciliations ---------------------------------------------------------------------------
-
-async fn reconciliations(op: Operator, State(app): State<AppState>) -> Response {
-    match app.store.list_reconciliations(20).await {
-        Ok(list) => op.show(
-            "Reconciliations",
-            Nav::Reconciliations,
-            pages::reconciliations(&list, &op.csrf),
-        ),
-        Err(e) => op.problem(&e.into(), "/console/reconciliations"),
-    }
-}
-
-fn origin(op: &Operator) -> String {
-    format!("console:{}", op.name())
-}
-
-async fn reconcile(op: Operator, State(app): State<AppState>, body: Body) -> Response {
-    let back = "/console/reconciliations";
-    // Form-encoding makes a CSV up to three times longer.
-    let form = match read_form(body, 3 * super::reconcile::MAX_LIST_BYTES).await {
-        Ok(f) => f,
-        Err(e) => return op.problem(&e, back),
-    };
-    if let Some(r) = op.refuse_without_csrf(&form) {
-        return r;
-    }
-    let csv = form.get("csv").map_or("", String::as_str);
-    let list = match leavers::parse_csv(csv.as_bytes()).map_err(super::reconcile::list_error) {
-        Ok(l) => l,
-        Err(e) => return op.problem(&e, back),
-    };
-    let apply = form.get("apply").map(String::as_str) == Some("yes");
-    match super::reconcile::store_list(&app, list.rows, apply, &origin(&op)).await {
-        Ok(id) => see_other(&format!("/console/reconciliations/{id}")),
-        Err(e) => op.problem(&e, back),
-    }
-}
-
-/// A report and its rows; 404 for an id this service never gave out or does not know.
-async fn load_report(
-    app: &AppState,
-    id: &str,
-) -> Result<(ReconciliationRecord, Vec<LeaverRecord>), ApiError> {
-    let missing = || ApiError::NotFound("no such reconciliation".into());
-    if !is_reconciliation_id(id) {
-        return Err(missing());
-    }
-    let report = app
-        .store
-        .get_reconciliation(id)
-        .await?
-        .ok_or_else(missing)?;
-    let rows = app.store.reconciliation_rows(id).await?;
-    Ok((report, rows))
-}
-
-async fn reconciliation(
-    op: Operator,
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Response {
-    match load_report(&app, &id).await {
-        Ok((r, rows)) => {
-            let mut frame = op.frame("Reconciliation", Nav::Reconciliations);
-            if !r.done {
-                frame.refresh = Some(2);
-            }
-            page(
-                StatusCode::OK,
-                pages::layout(&frame, pages::reconciliation(&r, &rows, &op.csrf)),
-            )
-        }
-        Err(e) => op.problem(&e, "/console/reconciliations"),
-    }
-}
-
-async fn reconciliation_csv(
-    op: Operator,
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Response {
-    let back = "/console/reconciliations";
-    let rows = match load_report(&app, &id).await {
-        Ok((_, rows)) => rows,
-        Err(e) => return op.problem(&e, back),
-    };
-    match super::reconcile::to_csv(&rows) {
-        Ok(text) => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{id}.csv\""),
-                ),
-                (header::CACHE_CONTROL, "no-store".to_string()),
-            ],
-            text,
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot write the report as CSV");
-            op.problem(&ApiError::Internal, back)
-        }
-    }
-}
-
-/// Applies a finished report's gaps: its `active` rows become a new reconciliation with apply, so
-/// each is checked again and deactivated through the normal pipeline if still active.
-async fn apply_gaps(
-    op: Operator,
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    body: Body,
-) -> Response {
-    let back = format!("/console/reconciliations/{id}");
-    let form = match read_form(body, MAX_FORM_BYTES).await {
-        Ok(f) => f,
-        Err(e) => return op.problem(&e, &back),
-    };
-    if let Some(r) = op.refuse_without_csrf(&form) {
-        return r;
-    }
-    if form.get("confirm").map(String::as_str) != Some("yes") {
-        let e = ApiError::BadRequest("confirm by ticking the box first".into());
-        return op.problem(&e, &back);
-    }
-    let rows = match load_report(&app, &id).await {
-        Ok((r, rows)) if r.done => rows,
-        Ok(_) => {
-            let e = ApiError::Conflict("the report is still running".into());
-            return op.problem(&e, &back);
-        }
-        Err(e) => return op.problem(&e, &back),
-    };
-    let gaps: Vec<Leaver> = rows
-        .into_iter()
-        .filter(|r| r.outcome == Some(Outcome::Active))
-        .map(|r| Leaver {
-            employee_id: r.employee_id,
-            email: r.email,
-            terminated_on: r.terminated_on,
-            invalid: None,
-        })
-        .collect();
-    if gaps.is_empty() {
-        return op.problem(
-            &ApiError::Conflict("this report has no gap to apply".into()),
-            &back,
-        );
-    }
-    match super::reconcile::store_list(&app, gaps, true, &origin(&op)).await {
-        Ok(new) => see_other(&format!("/console/reconciliations/{new}")),
-        Err(e) => op.problem(&e, &back),
-    }
 }
 
 #[cfg(test)]
