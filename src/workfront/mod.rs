@@ -702,6 +702,20 @@ mod tests {
         assert_eq!(u.is_active, Some(true));
         assert_eq!(u.is_admin, None);
     }
+
+    #[test]
+    fn an_ext_ref_id_of_any_shape_never_makes_a_user_unreadable() {
+        let ext = |v: Value| {
+            serde_json::from_value::<User>(json!({"ID": "a", "extRefID": v}))
+                .expect("the user is read whatever extRefID holds")
+                .ext_ref_id
+        };
+        assert_eq!(ext(json!("E-1042")), Some("E-1042".into()));
+        assert_eq!(ext(json!(1042)), Some("1042".into()));
+        assert_eq!(ext(json!(null)), None);
+        assert_eq!(ext(json!({"nested": 1})), None);
+        assert_eq!(ext(json!([1])), None);
+    }
 }
 
 /// Entry points for `fuzz/` (the Workfront answer parser on arbitrary answers).
