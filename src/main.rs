@@ -21,7 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service (the default). Applies database migrations on start.
+    /// Run the service (the default): webhooks, the admin API and the operator console (/console).
+    /// Applies database migrations on start.
     Serve {
         /// TOML configuration file (else OFFBOARD_CONFIG).
         #[arg(long)]
