@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 
 use super::pages::{self, Candidate, Nav};
-use super::{read_form, see_other, Operator, LIST_PAGE, MAX_FORM_BYTES, QUEUE_PAGE};
+use super::{see_other, Operator, LIST_PAGE, MAX_FORM_BYTES, QUEUE_PAGE};
 use crate::domain::{Reason, Status};
 use crate::http::admin::{action_filter, detail_json, is_action_id};
 use crate::http::operator;
@@ -155,13 +155,10 @@ pub(super) async fn change(
     body: Body,
 ) -> Response {
     let back = format!("/console/actions/{id}");
-    let form = match read_form(body, MAX_FORM_BYTES).await {
+    let form = match op.change_form(body, MAX_FORM_BYTES, &back).await {
         Ok(f) => f,
-        Err(e) => return op.problem(&e, &back),
+        Err(refused) => return *refused,
     };
-    if let Some(r) = op.refuse_without_csrf(&form) {
-        return r;
-    }
     if !is_action_id(&id) {
         return op.problem(&ApiError::NotFound("no such action".into()), "/console");
     }
@@ -249,13 +246,10 @@ pub(super) async fn brake(
 }
 
 pub(super) async fn release(op: Operator, State(app): State<AppState>, body: Body) -> Response {
-    let form = match read_form(body, MAX_FORM_BYTES).await {
+    let form = match op.change_form(body, MAX_FORM_BYTES, "/console/brake").await {
         Ok(f) => f,
-        Err(e) => return op.problem(&e, "/console/brake"),
+        Err(refused) => return *refused,
     };
-    if let Some(r) = op.refuse_without_csrf(&form) {
-        return r;
-    }
     if form.get("confirm").map(String::as_str) != Some("yes") {
         let e = ApiError::BadRequest("confirm the release by ticking the box first".into());
         return op.problem(&e, "/console/brake");

@@ -195,6 +195,23 @@ impl Operator {
         }
     }
 
+    /// The form of a change: read (at most `limit` bytes), then refused unless it carries this
+    /// session's CSRF token. The refusal is the page to answer (boxed: a response is large).
+    async fn change_form(
+        &self,
+        body: Body,
+        limit: usize,
+        back: &str,
+    ) -> Result<HashMap<String, String>, Box<Response>> {
+        let form = read_form(body, limit)
+            .await
+            .map_err(|e| Box::new(self.problem(&e, back)))?;
+        match self.refuse_without_csrf(&form) {
+            Some(refused) => Err(Box::new(refused)),
+            None => Ok(form),
+        }
+    }
+
     fn op_body(&self, form: &HashMap<String, String>) -> OpBody {
         OpBody {
             workfront_user_id: field(form, "workfront_user_id"),
@@ -391,12 +408,8 @@ async fn login(State(app): State<AppState>, headers: HeaderMap, body: Body) -> R
 }
 
 async fn logout(op: Operator, body: Body) -> Response {
-    let form = match read_form(body, MAX_FORM_BYTES).await {
-        Ok(f) => f,
-        Err(e) => return op.problem(&e, "/console"),
-    };
-    if let Some(r) = op.refuse_without_csrf(&form) {
-        return r;
+    if let Err(refused) = op.change_form(body, MAX_FORM_BYTES, "/console").await {
+        return *refused;
     }
     tracing::info!(operator = %op.name(), "console sign-out");
     let mut resp = see_other("/console/login");

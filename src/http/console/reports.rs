@@ -8,7 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::pages::{self, Nav};
-use super::{page, read_form, see_other, Operator, MAX_FORM_BYTES};
+use super::{page, see_other, Operator, MAX_FORM_BYTES};
 use crate::domain::reconcile::{is_reconciliation_id, Outcome};
 use crate::http::reconcile::{list_error, store_list, to_csv, MAX_LIST_BYTES};
 use crate::http::{ApiError, AppState};
@@ -33,13 +33,10 @@ fn origin(op: &Operator) -> String {
 pub(super) async fn reconcile(op: Operator, State(app): State<AppState>, body: Body) -> Response {
     let back = "/console/reconciliations";
     // Form-encoding makes a CSV up to three times longer.
-    let form = match read_form(body, 3 * MAX_LIST_BYTES).await {
+    let form = match op.change_form(body, 3 * MAX_LIST_BYTES, back).await {
         Ok(f) => f,
-        Err(e) => return op.problem(&e, back),
+        Err(refused) => return *refused,
     };
-    if let Some(r) = op.refuse_without_csrf(&form) {
-        return r;
-    }
     let csv = form.get("csv").map_or("", String::as_str);
     let list = match leavers::parse_csv(csv.as_bytes()).map_err(list_error) {
         Ok(l) => l,
@@ -129,13 +126,10 @@ pub(super) async fn apply_gaps(
     body: Body,
 ) -> Response {
     let back = format!("/console/reconciliations/{id}");
-    let form = match read_form(body, MAX_FORM_BYTES).await {
+    let form = match op.change_form(body, MAX_FORM_BYTES, &back).await {
         Ok(f) => f,
-        Err(e) => return op.problem(&e, &back),
+        Err(refused) => return *refused,
     };
-    if let Some(r) = op.refuse_without_csrf(&form) {
-        return r;
-    }
     if form.get("confirm").map(String::as_str) != Some("yes") {
         let e = ApiError::BadRequest("confirm by ticking the box first".into());
         return op.problem(&e, &back);
