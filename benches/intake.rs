@@ -17,7 +17,8 @@
 //!
 //! `cargo bench --bench intake`. Environment: `BENCH_SECONDS` (default 3), `BENCH_CONCURRENCY`
 //! (default `1,16,64`), `BENCH_RATE` (default 1000), `BENCH_REPEATS` (default 3; min / median /
-//! max are printed), `BENCH_DATABASE_URL` (a PostgreSQL database instead of a SQLite file).
+//! max are printed), `BENCH_DATABASE_URL` (a PostgreSQL database instead of a SQLite file),
+//! `BENCH_OFFBOARD` (another build of offboard to measure instead of this one).
 
 mod common;
 
@@ -171,7 +172,7 @@ async fn bench() {
     )
     .unwrap();
     // Migrations run once before the timed start, so start → ready is a restart's figure.
-    let status = Command::new(env!("CARGO_BIN_EXE_offboard"))
+    let status = Command::new(common::offboard_bin())
         .args(["migrate", "--config"])
         .arg(&config)
         .stdout(Stdio::null())

@@ -87,10 +87,18 @@ pub fn spread(mut values: Vec<f64>, decimals: usize) -> String {
     format!("{min:.decimals$} / {median:.decimals$} / {max:.decimals$}")
 }
 
-/// `offboard serve --config CONFIG` (the binary of this build) as its own process; its log
-/// goes to this process's stderr.
+/// The offboard binary to measure: this build's, or `BENCH_OFFBOARD` (another build, to compare
+/// two builds on one machine at one time).
+pub fn offboard_bin() -> std::path::PathBuf {
+    std::env::var_os("BENCH_OFFBOARD")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_offboard").into())
+}
+
+/// `offboard serve --config CONFIG` ([`offboard_bin`]) as its own process; its log goes to this
+/// process's stderr.
 pub fn serve(config: &std::path::Path) -> Killed {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+    let child = std::process::Command::new(offboard_bin())
         .args(["serve", "--config"])
         .arg(config)
         .stdout(std::process::Stdio::null())

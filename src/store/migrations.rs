@@ -28,6 +28,7 @@ const SQLITE: &[(i64, &str, &str)] = embed!("sqlite":
     9 "reconciliations" "0009_reconciliations.sql",
     10 "hr lookup" "0010_hr_lookup.sql",
     11 "schedules" "0011_schedules.sql",
+    12 "unused email index" "0012_unused_email_index.sql",
 );
 const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     1 "init" "0001_init.sql",
@@ -41,6 +42,7 @@ const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     9 "reconciliations" "0009_reconciliations.sql",
     10 "hr lookup" "0010_hr_lookup.sql",
     11 "schedules" "0011_schedules.sql",
+    12 "unused email index" "0012_unused_email_index.sql",
 );
 
 #[derive(Debug)]
