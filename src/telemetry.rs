@@ -2,15 +2,39 @@
 //! `log.level`. Emails are masked where the code logs them unless `log.pii`; secrets are never
 //! logged (they are `secrecy` types whose `Debug` is redacted).
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, LogSettings};
 
 /// Installs the global subscriber; later calls are no-ops (tests build many apps in one process).
+///
+/// The filter is `tracing_subscriber`'s `Targets` (a default level and `target=level` directives),
+/// not `EnvFilter`: the latter compiles regular expressions at start-up for the span and field
+/// filters that nobody here uses, and with the regex engine in the binary it cost about 1 MiB of
+/// idle resident memory (BENCHMARKS.md, 2026-12-06). `log.level` is checked when the
+/// configuration is read; a `RUST_LOG` that does not parse is reported and ignored.
 pub fn init(log: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let filter = match from_env.as_deref().map(str::parse::<Targets>) {
+        Some(Ok(filter)) => filter,
+        Some(Err(e)) => {
+            eprintln!(
+                "RUST_LOG is not a valid filter ({e}); using log.level {:?}",
+                log.level
+            );
+            log.level
+                .parse()
+                .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
+        }
+        None => log
+            .level
+            .parse()
+            .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO)),
+    };
     let pii = log.pii;
     let writer = move || -> Box<dyn std::io::Write> {
         if pii {
@@ -19,17 +43,22 @@ pub fn init(log: &LogSettings) {
             Box::new(Masked(std::io::stderr()))
         }
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     let _ = match log.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+        LogFormat::Pretty => tracing_subscriber::registry()
+            .with(filter)
+            .with(layer.compact())
+            .try_init(),
     };
 }
 

@@ -38,6 +38,23 @@ fn a_bad_value_is_reported_with_its_key() {
 }
 
 #[test]
+fn log_level_takes_a_level_or_target_directives_and_refuses_anything_else() {
+    for ok in [
+        "info",
+        "warn",
+        "info,offboard=debug",
+        "offboard::worker=trace,sqlx=off",
+    ] {
+        let s = Settings::from_toml(&format!("[log]\nlevel = \"{ok}\"")).unwrap();
+        assert_eq!(s.log.level, ok);
+    }
+    for bad in ["inf", "loud", "info,offboard=shout", "", "info,"] {
+        let err = Settings::from_toml(&format!("[log]\nlevel = \"{bad}\"")).unwrap_err();
+        assert!(err.0.contains("log.level"), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn an_unknown_key_is_an_error_naming_it() {
     let err = Settings::from_toml("[safety]\ndry_rnu = true").unwrap_err();
     assert!(err.0.contains("dry_rnu"), "{err}");

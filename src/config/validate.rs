@@ -200,7 +200,7 @@ pub(super) fn validate(raw: Raw) -> Result<Settings, ConfigError> {
             _ => return Err(bad("log.format", "must be json or pretty")),
         },
         pii: raw.log.pii,
-        level: raw.log.level,
+        level: log_level(raw.log.level)?,
     };
     let worker = WorkerSettings {
         poll_interval: positive_duration(&raw.worker.poll_interval, "worker.poll_interval")?,
@@ -437,6 +437,34 @@ fn http_url(s: &str, key: &str) -> Result<url::Url, ConfigError> {
         return Err(bad(key, "must name a host"));
     }
     Ok(u)
+}
+
+/// `log.level`: a level, or comma-separated `target=level` directives beside at most one level
+/// (`info,offboard=debug`). A bare word that is not a level is refused, though the filter syntax
+/// would read it as "this target at every level": it is nearly always a misspelt level.
+fn log_level(level: String) -> Result<String, ConfigError> {
+    let refuse = |why: String| {
+        bad(
+            "log.level",
+            format!("must be a level (error, warn, info, debug, trace, off) or directives like \"info,offboard=debug\": {why}"),
+        )
+    };
+    for directive in level.split(',').map(str::trim) {
+        let lvl = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, l)| l.trim());
+        if lvl.is_empty()
+            || lvl
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .is_err()
+        {
+            return Err(refuse(format!("{directive:?} names no level")));
+        }
+    }
+    level
+        .parse::<tracing_subscriber::filter::Targets>()
+        .map_err(|e| refuse(e.to_string()))?;
+    Ok(level)
 }
 
 fn non_empty(s: String) -> Option<String> {
