@@ -13,7 +13,7 @@
 //! - **Rounds.** An event is planned against its employee's history, which earlier events of the
 //!   batch may change. So events are put in rounds ([`rounds`]): an event goes one round after
 //!   the last earlier event sharing an identifier (employee id or email) with it, and each round
-//!   reads the histories of all its events in one query, plans them, and writes what they create
+//!   reads the histories of all its events in one query ([`super::history`]), plans them, and writes what they create
 //!   before the next round reads. Where two events of a round see one stored row (an employee id
 //!   of one person stored with the email of another), that round is redone one event at a time.
 //! - **Locks** (PostgreSQL, several replicas): before anything else the transaction takes an
@@ -28,16 +28,12 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::actions::append_audit;
-use super::db::{chunks, insert_rows, Arg, Cell, Db, Row};
+use super::db::{chunks, insert_rows, Cell, Db, Row};
+use super::history::{self, Who};
 use super::models::{AuditEntry, Ended, Ingested, NewDelivery, NewEvent};
 use super::{from_ms, Backend, Store, StoreError};
-use crate::domain::lifecycle::{self, History, LastDeactivation, OpenAction, Plan, Switches};
+use crate::domain::lifecycle::{self, History, Plan, Switches};
 use crate::domain::{new_id, ActionKind, Status, Step};
-
-/// "The same employee": the employee id, or the email ignoring case (NULL matches nothing).
-fn same_employee(id: usize, email: usize) -> String {
-    format!("(employee_id = ${id} OR email_lc = ${email})")
-}
 
 /// Deliveries committed together at most.
 pub(super) const MAX_BATCH: usize = 64;
@@ -137,14 +133,17 @@ pub(super) async fn ingest_all<D: Db>(
     let mut done: Vec<Option<Applied>> = (0..items.len()).map(|_| None).collect();
     for round in 0..round_of.iter().max().map_or(0, |m| m + 1) {
         let members: Vec<usize> = (0..items.len()).filter(|i| round_of[*i] == round).collect();
-        let histories = histories(tx, backend, &items, &members).await?;
+        let who: Vec<Who<'_>> = members.iter().map(|&m| items[m].who()).collect();
+        let histories = history::read(tx, backend, &who).await?;
         let separate = overlapping(&histories);
         let mut writes = Writes::default();
         for (at, &i) in members.iter().enumerate() {
             let history = if separate && at > 0 {
                 // Redone alone: reads what the events before it in this round wrote.
                 writes.flush(tx).await?;
-                histories_of(tx, backend, &items, &[i]).await?.remove(0)
+                history::read(tx, backend, &[items[i].who()])
+                    .await?
+                    .remove(0)
             } else {
                 histories[at].clone()
             };
@@ -202,6 +201,13 @@ struct Item<'a> {
 }
 
 impl Item<'_> {
+    fn who(&self) -> Who<'_> {
+        Who {
+            employee_id: self.ev.employee_id.as_deref(),
+            email_lc: self.email_lc.as_deref(),
+        }
+    }
+
     fn keys(&self) -> Vec<String> {
         let id = self
             .ev
@@ -310,153 +316,6 @@ async fn lock_employees<'e, D: Db>(
         tx.rows(&sql, &args).await?;
     }
     Ok(())
-}
-
-fn parse_status(status: &str) -> Result<Status, StoreError> {
-    status
-        .parse()
-        .map_err(|_| StoreError::Corrupt(format!("stored status {status:?}")))
-}
-
-/// The histories of `members` (indexes into `items`): on SQLite read in [`chunks`], on
-/// PostgreSQL in one statement ([`PG_HISTORIES`]).
-async fn histories<D: Db>(
-    tx: &mut D,
-    backend: Backend,
-    items: &[Item<'_>],
-    members: &[usize],
-) -> Result<Vec<History>, StoreError> {
-    if backend == Backend::Postgres {
-        return histories_of(tx, backend, items, members).await;
-    }
-    let mut out = Vec::with_capacity(members.len());
-    for range in chunks(members.len()) {
-        out.extend(histories_of(tx, backend, items, &members[range]).await?);
-    }
-    Ok(out)
-}
-
-/// One query for the histories of a few items: for each, its newest event, its open actions and
-/// its last deactivation, as rows tagged (item, part).
-async fn histories_of<D: Db>(
-    tx: &mut D,
-    backend: Backend,
-    items: &[Item<'_>],
-    members: &[usize],
-) -> Result<Vec<History>, StoreError> {
-    let rows = if backend == Backend::Postgres {
-        let keys: Vec<_> = members
-            .iter()
-            .enumerate()
-            .map(|(k, &m)| json!({"i": k, "e": items[m].ev.employee_id, "m": items[m].email_lc}))
-            .collect();
-        let keys = serde_json::Value::Array(keys).to_string();
-        tx.rows(PG_HISTORIES, &[keys.as_str().into()]).await?
-    } else {
-        tx.rows(&lite_histories(members.len()), &member_args(items, members))
-            .await?
-    };
-    let mut out: Vec<History> = (0..members.len())
-        .map(|_| History {
-            newest_event: None,
-            open: Vec::new(),
-            last_deactivation: None,
-            reactivation_open: false,
-        })
-        .collect();
-    for r in rows {
-        let h = usize::try_from(r.int(0)?)
-            .ok()
-            .and_then(|i| out.get_mut(i))
-            .ok_or_else(|| StoreError::Corrupt("a history row of no item".into()))?;
-        match r.int(1)? {
-            0 => h.newest_event = Some((r.text(2)?, r.int(9)?)),
-            1 => h.open.push(open_action(&r)?),
-            _ => h.last_deactivation = Some(last_deactivation(&r)?),
-        }
-    }
-    for h in &mut out {
-        h.open.sort_by(|a, b| a.id.cmp(&b.id));
-        h.reactivation_open = h.open.iter().any(|a| a.kind == ActionKind::Reactivate);
-    }
-    Ok(out)
-}
-
-/// The histories on PostgreSQL: one statement whatever the number of items (their identifiers
-/// are one JSON parameter), so it is planned once per connection, and written so that no plan can
-/// scan more than each employee's own rows.
-///
-/// Why: the SQLite form below, a `UNION ALL` of three parts per item, cost 0.9–10 ms of planning
-/// per execution on PostgreSQL, and where PostgreSQL switched to its generic plan, that plan
-/// `BitmapAnd`ed the employee's index with the index on `status` (or on `kind`), reading every
-/// open action of every employee: 1 ms for one item with 7,000 open actions, and growing with
-/// the backlog (statistics lag a table that a layoff fills within seconds). Here each employee's
-/// rows are found through the employee id and email indexes alone (in `LATERAL` subqueries,
-/// which can only run per item), materialised, and only then fetched by primary key and
-/// filtered (`OFFSET 0` keeps the fetch from being flattened into a join the planner could turn
-/// around).
-const PG_HISTORIES: &str = "    WITH k AS MATERIALIZED (SELECT i, e, m FROM json_to_recordset(CAST($1 AS json)) AS k(i bigint, e text, m text)),     mine AS MATERIALIZED (SELECT k.i, x.id FROM k CROSS JOIN LATERAL       (SELECT id FROM actions WHERE employee_id = k.e UNION SELECT id FROM actions WHERE email_lc = k.m) AS x),     act AS MATERIALIZED (SELECT mine.i, s.* FROM mine CROSS JOIN LATERAL       (SELECT id, source, kind, status, reason, write_sent, wf_user_id FROM actions WHERE id = mine.id OFFSET 0) AS s)     SELECT k.i, CAST(0 AS BIGINT) AS part, x.id, CAST(NULL AS TEXT) AS source, CAST(NULL AS TEXT) AS kind,       CAST(NULL AS TEXT) AS status, CAST(NULL AS TEXT) AS reason, CAST(0 AS BIGINT) AS write_sent,       CAST(NULL AS TEXT) AS wf_user_id, x.occurred_at     FROM k CROSS JOIN LATERAL (SELECT id, occurred_at FROM       (SELECT id, occurred_at FROM events WHERE employee_id = k.e UNION ALL SELECT id, occurred_at FROM events WHERE email_lc = k.m) AS y       ORDER BY occurred_at DESC, id DESC LIMIT 1) AS x     UNION ALL SELECT i, 1, id, source, kind, status, NULL, write_sent, wf_user_id, 0 FROM act       WHERE status IN ('scheduled', 'pending', 'held', 'in_progress')     UNION ALL SELECT i, 2, id, source, kind, status, reason, write_sent, wf_user_id, 0 FROM       (SELECT DISTINCT ON (i) * FROM act WHERE kind = 'deactivate' AND status NOT IN ('skipped', 'cancelled')        ORDER BY i, id DESC) AS d";
-
-/// The histories on SQLite: three parts per item, each through the employee id and email
-/// indexes (SQLite plans each statement shape once per connection, cached).
-fn lite_histories(members: usize) -> String {
-    const T: &str = "CAST(NULL AS TEXT)";
-    const ZERO: &str = "CAST(0 AS BIGINT)";
-    let parts: Vec<String> = (0..members)
-        .map(|k| {
-            let who = same_employee(2 * k + 1, 2 * k + 2);
-            let n = format!("CAST({k} AS BIGINT)");
-            format!(
-                "SELECT {n} AS i, CAST(0 AS BIGINT) AS part, id, {T} AS source, {T} AS kind, {T} AS status, {T} AS reason, \
-                 {ZERO} AS write_sent, {T} AS wf_user_id, occurred_at FROM (SELECT id, occurred_at FROM events \
-                 WHERE {who} ORDER BY occurred_at DESC, id DESC LIMIT 1) AS e{k} \
-                 UNION ALL SELECT {n}, CAST(1 AS BIGINT), id, source, kind, status, {T}, write_sent, wf_user_id, {ZERO} FROM actions \
-                 WHERE status IN ('scheduled', 'pending', 'held', 'in_progress') AND {who} \
-                 UNION ALL SELECT {n}, CAST(2 AS BIGINT), id, source, kind, status, reason, write_sent, wf_user_id, {ZERO} FROM \
-                 (SELECT id, source, kind, status, reason, write_sent, wf_user_id FROM actions WHERE kind = 'deactivate' \
-                 AND status NOT IN ('skipped', 'cancelled') AND {who} ORDER BY id DESC LIMIT 1) AS d{k}"
-            )
-        })
-        .collect();
-    parts.join(" UNION ALL ")
-}
-
-/// The employee id and lower-cased email of each member: `$2k+1`, `$2k+2` of [`lite_histories`].
-fn member_args<'a>(items: &'a [Item<'_>], members: &[usize]) -> Vec<Arg<'a>> {
-    members
-        .iter()
-        .flat_map(|&m| {
-            [
-                items[m].ev.employee_id.as_deref().into(),
-                items[m].email_lc.as_deref().into(),
-            ]
-        })
-        .collect()
-}
-
-/// Columns: 2 id, 3 source, 4 kind, 5 status, 6 reason, 7 write_sent, 8 wf_user_id.
-fn open_action(r: &Row) -> Result<OpenAction, StoreError> {
-    let kind = r.text(4)?;
-    Ok(OpenAction {
-        id: r.text(2)?,
-        source: r.text(3)?,
-        kind: ActionKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("stored kind {kind:?}")))?,
-        status: parse_status(&r.text(5)?)?,
-        write_sent: r.int(7)? != 0,
-        user_id: r.opt_text(8)?,
-    })
-}
-
-fn last_deactivation(r: &Row) -> Result<LastDeactivation, StoreError> {
-    Ok(LastDeactivation {
-        id: r.text(2)?,
-        source: r.text(3)?,
-        status: parse_status(&r.text(5)?)?,
-        reason: r.opt_text(6)?.and_then(|x| x.parse().ok()),
-        write_sent: r.int(7)? != 0,
-        user_id: r.opt_text(8)?,
-    })
 }
 
 /// Rows a round creates, written together at its end ([`insert_rows`]): actions first, since
@@ -921,38 +780,13 @@ mod tests {
         a_batch_stores_exactly_what_one_by_one_would([url("a.db"), url("b.db")]).await;
     }
 
-    /// PostgreSQL from `DATABASE_URL` or `OFFBOARD_TEST_POSTGRES_URL`; under CI a missing one
-    /// fails the test.
+    /// PostgreSQL ([`crate::store::test_postgres_database`]; under CI a missing server fails).
     #[tokio::test]
     async fn a_batch_stores_exactly_what_one_by_one_would_on_postgres() {
-        let url = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres"))
-            .or_else(|| std::env::var("OFFBOARD_TEST_POSTGRES_URL").ok())
-            .filter(|u| !u.is_empty());
-        let Some(url) = url else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "this test needs PostgreSQL and CI is set: give DATABASE_URL or OFFBOARD_TEST_POSTGRES_URL"
-            );
-            eprintln!("not run here: this test needs PostgreSQL");
+        let Some(a) = crate::store::test_postgres_database().await else {
             return;
         };
-        sqlx::any::install_default_drivers();
-        let mut dbs = Vec::new();
-        for _ in 0..2 {
-            use sqlx::Connection as _;
-            let name = format!("offboard_unit_{:016x}", fastrand::u64(..));
-            let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            let mut parsed = url::Url::parse(&url).unwrap();
-            parsed.set_path(&format!("/{name}"));
-            dbs.push(parsed.to_string());
-        }
-        let [a, b]: [String; 2] = dbs.try_into().unwrap();
+        let b = crate::store::test_postgres_database().await.unwrap();
         a_batch_stores_exactly_what_one_by_one_would([a, b]).await;
     }
 }

@@ -13,6 +13,7 @@
 
 mod actions;
 mod db;
+mod history;
 mod ingest;
 mod migrations;
 mod models;
@@ -317,4 +318,35 @@ pub fn to_ms(t: jiff::Timestamp) -> i64 {
 
 pub fn from_ms(ms: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// A new, empty PostgreSQL database for a unit test, on the server of `DATABASE_URL` (when it is
+/// PostgreSQL) or `OFFBOARD_TEST_POSTGRES_URL`; `None` where neither is given. Under CI a missing
+/// server fails the test instead: there a PostgreSQL test that does not run is a failure.
+#[cfg(test)]
+pub(crate) async fn test_postgres_database() -> Option<String> {
+    use sqlx::Connection as _;
+    let url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .or_else(|| std::env::var("OFFBOARD_TEST_POSTGRES_URL").ok())
+        .filter(|u| !u.is_empty());
+    let Some(url) = url else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "this test needs PostgreSQL and CI is set: give DATABASE_URL or OFFBOARD_TEST_POSTGRES_URL"
+        );
+        eprintln!("not run here: this test needs PostgreSQL");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("offboard_unit_{:016x}", fastrand::u64(..));
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut parsed = url::Url::parse(&url).unwrap();
+    parsed.set_path(&format!("/{name}"));
+    Some(parsed.to_string())
 }
