@@ -16,7 +16,7 @@
 //! only the employee id: 2 Workfront calls per termination instead of 3), `BENCH_LAYOFF_IN` (e.g.
 //! `60s`: a layoff, every termination effective at that one instant, the drain timed from it),
 //! `BENCH_SENDERS` (concurrent senders, default 32), `BENCH_INTAKE_RATE` (future-dated deliveries per second sent during the drain; their
-//! acknowledgement p99 is printed).
+//! acknowledgement p99 is printed), `BENCH_OFFBOARD` (another build of offboard to measure).
 
 mod common;
 
