@@ -12,28 +12,25 @@ use crate::config::{LogFormat, LogSettings};
 ///
 /// The filter is `tracing_subscriber`'s `Targets` (a default level and `target=level` directives),
 /// not `EnvFilter`: the latter compiles regular expressions at start-up for the span and field
-/// filters that nobody here uses, and with the regex engine in the binary it cost about 1 MiB of
+/// filters that nobody here uses, and with the regex engine in the binary it cost about 0.8 MiB of
 /// idle resident memory (BENCHMARKS.md, 2026-12-06). `log.level` is checked when the
 /// configuration is read; a `RUST_LOG` that does not parse is reported and ignored.
 pub fn init(log: &LogSettings) {
-    let from_env = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|v| !v.trim().is_empty());
-    let filter = match from_env.as_deref().map(str::parse::<Targets>) {
-        Some(Ok(filter)) => filter,
-        Some(Err(e)) => {
+    // `log.level` was checked when the configuration was read; INFO only if that was bypassed.
+    let configured = || {
+        log.level
+            .parse()
+            .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => v.parse::<Targets>().unwrap_or_else(|e| {
             eprintln!(
                 "RUST_LOG is not a valid filter ({e}); using log.level {:?}",
                 log.level
             );
-            log.level
-                .parse()
-                .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
-        }
-        None => log
-            .level
-            .parse()
-            .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO)),
+            configured()
+        }),
+        _ => configured(),
     };
     let pii = log.pii;
     let writer = move || -> Box<dyn std::io::Write> {
