@@ -28,14 +28,10 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Json;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::Notify;
 use tracing::Instrument;
-use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::config::Settings;
 use crate::domain::clock::Clock;
@@ -89,32 +85,24 @@ pub fn routers(state: AppState) -> Routers {
 }
 
 /// (public routes, operator routes, the OpenAPI document's route). The document describes both
-/// surfaces' JSON APIs; the console's pages are not in it.
+/// surfaces' JSON APIs; the console's pages are not in it. It is built on its first request, not
+/// here: building it is most of start-up's allocations and code ([`openapi`]).
 fn parts(settings: &Settings) -> (Router<AppState>, Router<AppState>, Router<AppState>) {
-    let (public, mut api) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(webhooks::receive))
-        .routes(routes!(health::healthz))
-        .routes(routes!(health::readyz))
-        .split_for_parts();
-    let (operator, operator_api) = OpenApiRouter::<AppState>::new()
-        .routes(routes!(admin::list, admin::create))
-        .routes(routes!(admin::show))
-        .routes(routes!(operator::approve))
-        .routes(routes!(operator::retry))
-        .routes(routes!(operator::cancel))
-        .routes(routes!(operator::release_brake))
-        .routes(routes!(reconcile::create))
-        .routes(routes!(reconcile::show))
-        .routes(routes!(health::metrics))
-        .split_for_parts();
-    api.merge(operator_api);
-    openapi::add_failure_limit(&mut api);
-    openapi::pin_filters(&mut api);
-    let document = Arc::new(api);
-    let document = Router::new().route(
-        "/openapi.json",
-        get(move || async move { Json(document.clone()) }),
-    );
+    let public = Router::new()
+        .route("/webhooks/{source}", post(webhooks::receive))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+    let operator = Router::new()
+        .route("/admin/v1/actions", get(admin::list).post(admin::create))
+        .route("/admin/v1/actions/{id}", get(admin::show))
+        .route("/admin/v1/actions/{id}/approve", post(operator::approve))
+        .route("/admin/v1/actions/{id}/retry", post(operator::retry))
+        .route("/admin/v1/actions/{id}/cancel", post(operator::cancel))
+        .route("/admin/v1/brake/release", post(operator::release_brake))
+        .route("/admin/v1/reconciliations", post(reconcile::create))
+        .route("/admin/v1/reconciliations/{id}", get(reconcile::show))
+        .route("/metrics", get(health::metrics));
+    let document = Router::new().route("/openapi.json", get(openapi::serve));
     let operator = if settings.admin.console {
         operator.merge(console::routes())
     } else {
