@@ -24,16 +24,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::actions::append_audit;
-use super::db::{chunks, insert_rows, Cell, Db, Row};
+use super::apply::{apply, Applied, Writes};
+use super::db::{chunks, insert_rows, Cell, Db};
 use super::history::{self, Who};
-use super::models::{AuditEntry, Ended, Ingested, NewDelivery, NewEvent};
-use super::{from_ms, Backend, Store, StoreError};
-use crate::domain::lifecycle::{self, History, Plan, Switches};
-use crate::domain::{new_id, ActionKind, Status, Step};
+use super::models::{Ended, Ingested, NewDelivery, NewEvent};
+use super::{Backend, Store, StoreError};
+use crate::domain::lifecycle::{self, History, Switches};
 
 /// Deliveries committed together at most.
 pub(super) const MAX_BATCH: usize = 64;
@@ -194,10 +192,10 @@ pub(super) async fn ingest_all<D: Db>(
 }
 
 /// One event of a batch being planned.
-struct Item<'a> {
-    job: usize,
-    ev: &'a NewEvent,
-    email_lc: Option<String>,
+pub(super) struct Item<'a> {
+    pub(super) job: usize,
+    pub(super) ev: &'a NewEvent,
+    pub(super) email_lc: Option<String>,
 }
 
 impl Item<'_> {
@@ -318,229 +316,11 @@ async fn lock_employees<'e, D: Db>(
     Ok(())
 }
 
-/// Rows a round creates, written together at its end ([`insert_rows`]): actions first, since
-/// audit entries and events refer to them.
-#[derive(Default)]
-struct Writes {
-    actions: Vec<Vec<Cell>>,
-    audit: Vec<Vec<Cell>>,
-    events: Vec<Vec<Cell>>,
-}
-
-impl Writes {
-    fn audit(&mut self, action_id: &str, entries: &[AuditEntry]) {
-        for e in entries {
-            self.audit.push(vec![
-                action_id.into(),
-                e.at.into(),
-                e.step.as_str().into(),
-                e.detail.to_string().into(),
-            ]);
-        }
-    }
-
-    async fn flush<D: Db>(&mut self, tx: &mut D) -> Result<(), StoreError> {
-        insert_rows(
-            tx,
-            "INSERT INTO actions (id, kind, status, reason, due_at, run_at, created_at, updated_at, source, employee_id, \
-             email, email_lc, employee_name, wf_user_id, done_at, delivery_id)",
-            "",
-            &std::mem::take(&mut self.actions),
-        )
-        .await?;
-        insert_rows(
-            tx,
-            "INSERT INTO audit (action_id, at, step, detail)",
-            "",
-            &std::mem::take(&mut self.audit),
-        )
-        .await?;
-        insert_rows(
-            tx,
-            "INSERT INTO events (id, delivery_id, action_id, type, sender_type, employee_id, email, email_lc, name, \
-             effective_at, occurred_at, created_at, outcome)",
-            "",
-            &std::mem::take(&mut self.events),
-        )
-        .await?;
-        Ok(())
-    }
-}
-
-/// What applying one event's plan did.
-struct Applied {
-    /// The action it created.
-    created: Option<String>,
-    /// When that action may first run, if it is runnable.
-    run_at: Option<i64>,
-    /// The actions it ended at once (for metrics).
-    ended: Vec<Ended>,
-}
-
-/// Applies a plan: actions it ends or asks to stop are updated at once (rare: a rehire, a
-/// cancelled termination); the action it creates, its audit entries and the event row are
-/// gathered in `writes`.
-async fn apply<D: Db>(
-    tx: &mut D,
-    d: &NewDelivery,
-    item: &Item<'_>,
-    plan: &Plan,
-    writes: &mut Writes,
-) -> Result<Applied, StoreError> {
-    let ev = item.ev;
-    let now = d.received_at;
-    let mut outcome = Vec::new();
-    let mut ended = Vec::new();
-    let changes = [
-        (
-            &plan.supersede,
-            "skipped",
-            "superseded",
-            Step::Superseded,
-            "superseded_by_event",
-        ),
-        (
-            &plan.cancel,
-            "cancelled",
-            "termination_cancelled",
-            Step::CancelledByHr,
-            "cancelled_by_event",
-        ),
-    ];
-    for (ids, status, reason, step, key) in changes {
-        for id in ids {
-            let changed: Option<Row> = tx
-                .row(
-                    "UPDATE actions SET status = $2, reason = $3, updated_at = $4, done_at = $4 \
-                     WHERE id = $1 AND status IN ('scheduled', 'pending', 'held') RETURNING kind",
-                    &[id.into(), status.into(), reason.into(), now.into()],
-                )
-                .await?;
-            if let Some(row) = changed {
-                let kind = row.text(0)?;
-                if let (Some(k), Ok(st), Ok(re)) =
-                    (ActionKind::parse(&kind), status.parse(), reason.parse())
-                {
-                    ended.push((k, st, re));
-                }
-                append_audit(
-                    tx,
-                    id,
-                    &[AuditEntry::new(
-                        from_ms(now),
-                        step,
-                        json!({ key: ev.id, "delivery_id": d.id, "type": ev.kind.as_str() }),
-                    )],
-                )
-                .await?;
-                outcome.push(format!("{status}/{reason} {id}"));
-            }
-        }
-    }
-    for id in &plan.request_cancel {
-        tx.exec(
-            "UPDATE actions SET cancel_requested = 1, updated_at = $2 WHERE id = $1 AND status = 'in_progress'",
-            &[id.into(), now.into()],
-        )
-        .await?;
-        append_audit(
-            tx,
-            id,
-            &[AuditEntry::new(
-                from_ms(now),
-                Step::CancelRequested,
-                json!({ "cancelled_by_event": ev.id, "delivery_id": d.id }),
-            )],
-        )
-        .await?;
-        outcome.push(format!("asked {id} to stop before its write"));
-    }
-    let mut applied = Applied {
-        created: None,
-        run_at: None,
-        ended,
-    };
-    if let Some(create) = &plan.create {
-        let id = new_id("act");
-        let terminal = create.status.is_terminal();
-        if let (true, Some(reason)) = (terminal, create.reason) {
-            applied.ended.push((create.kind, create.status, reason));
-        }
-        let run_at = if create.status == Status::Pending && create.user_id.is_some() {
-            now
-        } else {
-            ev.due_at
-        };
-        writes.actions.push(vec![
-            (&id).into(),
-            create.kind.as_str().into(),
-            create.status.as_str().into(),
-            create.reason.map(|r| r.as_str()).into(),
-            ev.due_at.into(),
-            run_at.into(),
-            now.into(),
-            now.into(),
-            (&d.source).into(),
-            (&ev.employee_id).into(),
-            (&ev.email).into(),
-            item.email_lc.as_deref().into(),
-            (&ev.name).into(),
-            (&create.user_id).into(),
-            terminal.then_some(now).into(),
-            (&d.id).into(),
-        ]);
-        let mut detail = ev.detail.clone();
-        if let Some(newer) = &plan.stale_because_of {
-            detail["superseded_by_event"] = json!(newer);
-            detail["why"] =
-                json!("an event with a later HR timestamp was already stored for this employee");
-        }
-        if let Some(note) = &create.note {
-            detail["note"] = json!(note);
-        }
-        let mut entries = vec![AuditEntry::new(from_ms(now), Step::Received, detail)];
-        if terminal {
-            entries.push(AuditEntry::new(
-                from_ms(now),
-                Step::Finished,
-                json!({"status": create.status.as_str(), "reason": create.reason.map(|r| r.as_str())}),
-            ));
-        }
-        writes.audit(&id, &entries);
-        outcome.push(format!("created {id}"));
-        let runnable = matches!(create.status, Status::Pending | Status::Scheduled);
-        applied.run_at = runnable.then_some(run_at);
-        applied.created = Some(id);
-    } else {
-        if let Some(newer) = &plan.stale_because_of {
-            outcome.push(format!("stale: {newer} is newer"));
-        }
-        if outcome.is_empty() {
-            outcome.push("nothing to change".into());
-        }
-    }
-    writes.events.push(vec![
-        (&ev.id).into(),
-        (&d.id).into(),
-        (&applied.created).into(),
-        ev.kind.as_str().into(),
-        (&ev.sender_type).into(),
-        (&ev.employee_id).into(),
-        (&ev.email).into(),
-        item.email_lc.as_deref().into(),
-        (&ev.name).into(),
-        (&ev.effective_at).into(),
-        ev.occurred_at.into(),
-        d.received_at.into(),
-        outcome.join("; ").into(),
-    ]);
-    Ok(applied)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::EventType;
+    use crate::domain::{EventType, Status};
+    use serde_json::json;
 
     fn delivery(id: &str, key: &str) -> NewDelivery {
         NewDelivery {

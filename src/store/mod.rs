@@ -12,6 +12,7 @@
 //! takes the row again.
 
 mod actions;
+mod apply;
 mod db;
 mod history;
 mod ingest;
