@@ -6,7 +6,7 @@
 //! The target: the rate with 20,000 runnable at least 0.8× the rate with 200.
 //!
 //! `cargo bench --bench claim`. Environment: `BENCH_BACKLOGS` (comma-separated sizes, default
-//! `200,2000,20000`), `BENCH_CLAIMS` (claims measured per size, default 200), `BENCH_REPEATS`
+//! `200,2000,20000`), `BENCH_CLAIMS` (claims measured per run, default 1000), `BENCH_REPEATS`
 //! (default 3), `BENCH_DATABASE_URL` (a PostgreSQL database to use instead of a SQLite file; it
 //! is emptied first).
 
@@ -90,59 +90,70 @@ async fn empty_postgres(url: &str) {
         .expect("schema reset");
 }
 
+/// One run: a fresh store with `backlog` runnable actions, then `claims` claims, each finished.
+async fn claims_per_second(pg: Option<&str>, backlog: usize, claims: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match pg {
+        Some(url) => {
+            empty_postgres(url).await;
+            url.to_string()
+        }
+        None => format!("sqlite://{}", dir.path().join("claim.db").display()),
+    };
+    let store = store_with_backlog(&url, backlog).await;
+    let lease = Duration::from_secs(10).as_millis() as i64;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < claims.min(backlog) {
+        let now = store.clock().now_ms();
+        let got = store
+            .claim_due("bench", now, lease, 1)
+            .await
+            .expect("claim");
+        let action = got.into_iter().next().expect("an action is runnable");
+        let update = Update {
+            status: Some(Status::Succeeded),
+            release: true,
+            done: true,
+            ..Update::default()
+        };
+        let audit = [AuditEntry::new(
+            jiff::Timestamp::now(),
+            Step::Finished,
+            json!({}),
+        )];
+        assert!(store
+            .record(&action.id, "bench", &update, &audit)
+            .await
+            .expect("record"));
+        done += 1;
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    store.close().await;
+    rate
+}
+
 #[tokio::main]
 async fn main() {
     let backlogs = env_list("BENCH_BACKLOGS", "200,2000,20000");
-    let claims = env_list("BENCH_CLAIMS", "200")[0];
+    let claims = env_list("BENCH_CLAIMS", "1000")[0];
     let repeats = env_list("BENCH_REPEATS", "3")[0];
     let pg = std::env::var("BENCH_DATABASE_URL").ok();
     println!(
-        "claim rate, one action per claim then finished ({}; {claims} claims per run, {repeats} runs)",
+        "claim rate, one action per claim then finished ({}; {claims} claims per run, {repeats} runs \
+         of each size, the sizes taking turns)",
         if pg.is_some() { "PostgreSQL" } else { "SQLite" }
     );
-    let mut first_median = None;
-    for backlog in backlogs {
-        let mut rates = Vec::new();
-        for _ in 0..repeats {
-            let dir = tempfile::tempdir().unwrap();
-            let url = match &pg {
-                Some(url) => {
-                    empty_postgres(url).await;
-                    url.clone()
-                }
-                None => format!("sqlite://{}", dir.path().join("claim.db").display()),
-            };
-            let store = store_with_backlog(&url, backlog).await;
-            let lease = Duration::from_secs(10).as_millis() as i64;
-            let started = Instant::now();
-            let mut done = 0;
-            while done < claims.min(backlog) {
-                let now = store.clock().now_ms();
-                let got = store
-                    .claim_due("bench", now, lease, 1)
-                    .await
-                    .expect("claim");
-                let action = got.into_iter().next().expect("an action is runnable");
-                let update = Update {
-                    status: Some(Status::Succeeded),
-                    release: true,
-                    done: true,
-                    ..Update::default()
-                };
-                let audit = [AuditEntry::new(
-                    jiff::Timestamp::now(),
-                    Step::Finished,
-                    json!({}),
-                )];
-                assert!(store
-                    .record(&action.id, "bench", &update, &audit)
-                    .await
-                    .expect("record"));
-                done += 1;
-            }
-            rates.push(done as f64 / started.elapsed().as_secs_f64());
-            store.close().await;
+    // Sizes take turns within each repeat, so that a slow spell of a shared machine falls on all
+    // of them rather than on one size's runs.
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); backlogs.len()];
+    for _ in 0..repeats {
+        for (k, &backlog) in backlogs.iter().enumerate() {
+            rates[k].push(claims_per_second(pg.as_deref(), backlog, claims).await);
         }
+    }
+    let mut first_median = None;
+    for (backlog, mut rates) in backlogs.into_iter().zip(rates) {
         rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let median = rates[rates.len() / 2];
         let base = *first_median.get_or_insert(median);
