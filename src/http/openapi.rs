@@ -373,7 +373,7 @@ pub async fn serve() -> impl IntoResponse {
 }
 
 /// The whole document.
-pub fn document() -> utoipa::openapi::OpenApi {
+fn document() -> utoipa::openapi::OpenApi {
     let mut api = ApiDoc::openapi();
     add_failure_limit(&mut api);
     pin_filters(&mut api);
