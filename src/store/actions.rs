@@ -1,9 +1,9 @@
 //! Queries on deliveries, actions, events and the audit trail.
 
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::Row as _;
 
-use super::db::{Arg, Db};
+use super::db::{Arg, Db, Row, Work};
 use super::models::*;
 use super::{Backend, Store, StoreError};
 use crate::domain::{ActionKind, Reason, Status};
@@ -70,40 +70,14 @@ impl Store {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        // One action per employee at a time, in order: an action is not claimed while another
-        // action of the same employee (same employee id, or same email ignoring case) is being
-        // worked on, or is claimable and older.
-        //
-        // Flat in the backlog: the outer query walks the `actions_claimable` index in order and
-        // stops after `limit` actions it may take; the per-employee check looks only at that
-        // employee's own actions (through the employee id and email indexes). A lease that ends
-        // at `now` has run out.
-        let sql = format!(
-            "UPDATE actions SET status = 'in_progress', prev_owner = lease_owner, lease_owner = $1, lease_until = $2, \
-             updated_at = $3, attempts = attempts + 1 \
-             WHERE id IN (SELECT a.id FROM actions a \
-               WHERE {claimable_a} <= $3 \
-               AND NOT EXISTS (SELECT 1 FROM actions b WHERE b.id <> a.id \
-                 AND ((a.employee_id IS NOT NULL AND b.employee_id = a.employee_id) OR (a.email_lc IS NOT NULL AND b.email_lc = a.email_lc)) \
-                 AND ((b.status = 'in_progress' AND b.lease_until > $3) OR (b.id < a.id AND {claimable_b} <= $3))) \
-               ORDER BY {claimable_a} LIMIT $4{lock}) \
-             RETURNING {ACTION_COLS}",
-            claimable_a = claimable("a"),
-            claimable_b = claimable("b"),
-        );
-        let _turn = self.writing().await;
-        let rows = sqlx::query(&sql)
-            .bind(owner)
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(action_from_row).collect()
+        self.transact(Claim {
+            backend: self.backend,
+            owner: owner.to_owned(),
+            now,
+            lease_ms,
+            limit,
+        })
+        .await
     }
 
     /// Applies `update` and appends `audit` in one transaction, if `owner` still holds the lease.
@@ -115,63 +89,14 @@ impl Store {
         update: &Update,
         audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
-        let now = self.clock.now_ms();
-        let (_turn, mut tx) = self.begin().await?;
-        let candidates = update.candidates.as_deref().map(candidates_json);
-        let changed = sqlx::query(
-            "UPDATE actions SET \
-               status = COALESCE($3, status), \
-               reason = CASE WHEN $4 = 1 THEN $5 ELSE reason END, \
-               run_at = COALESCE($6, run_at), \
-               write_sent = COALESCE($7, write_sent), \
-               wf_user_id = COALESCE($8, wf_user_id), \
-               wf_user_name = CASE WHEN $8 IS NULL THEN wf_user_name ELSE $9 END, \
-               wf_user_email = CASE WHEN $8 IS NULL THEN wf_user_email ELSE $10 END, \
-               candidates = COALESCE($11, candidates), \
-               last_error = CASE WHEN $12 = 1 THEN $13 ELSE last_error END, \
-               lease_owner = CASE WHEN $14 = 1 THEN NULL ELSE lease_owner END, \
-               lease_until = CASE WHEN $14 = 1 THEN NULL ELSE lease_until END, \
-               done_at = CASE WHEN $15 = 1 THEN $16 ELSE done_at END, \
-               attempts = COALESCE($17, attempts), \
-               email = COALESCE($18, email), \
-               email_lc = COALESCE($21, email_lc), \
-               due_at = COALESCE($19, due_at), \
-               hr_looked_up_at = CASE WHEN $20 = 1 THEN $16 ELSE hr_looked_up_at END, \
-               updated_at = $16 \
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(update.status.map(|s| s.as_str()))
-        .bind(update.reason.is_some() as i64)
-        .bind(update.reason.flatten().map(|r| r.as_str()))
-        .bind(update.run_at)
-        .bind(update.write_sent.map(|w| w as i64))
-        .bind(update.user.as_ref().map(|u| u.id.clone()))
-        .bind(update.user.as_ref().and_then(|u| u.name.clone()))
-        .bind(update.user.as_ref().and_then(|u| u.email.clone()))
-        .bind(candidates)
-        .bind(update.last_error.is_some() as i64)
-        .bind(update.last_error.clone().flatten())
-        .bind(update.release as i64)
-        .bind(update.done as i64)
-        .bind(now)
-        .bind(update.attempts.map(i64::from))
-        .bind(update.email.as_deref())
-        .bind(update.due_at)
-        .bind(update.hr_looked_up as i64)
-        // Lower-cased as intake does (Rust's Unicode rules; SQLite's LOWER is ASCII only).
-        .bind(update.email.as_deref().map(str::to_lowercase))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        append_audit(&mut tx, id, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.transact(Record {
+            now: self.clock.now_ms(),
+            id: id.to_owned(),
+            owner: owner.to_owned(),
+            update: update.clone(),
+            audit: audit.to_vec(),
+        })
+        .await
     }
 
     /// Gives back every lease `owner` holds, so another worker may take those actions at once
@@ -248,7 +173,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let action = action_from_row(&row)?;
+        let action = action_from_row(&Row::Any(row))?;
         let events = sqlx::query(
             "SELECT e.id, e.delivery_id, e.type, e.sender_type, e.employee_id, e.email, e.name, e.effective_at, \
              e.occurred_at, d.received_at FROM events e JOIN deliveries d ON d.id = e.delivery_id \
@@ -354,7 +279,7 @@ impl Store {
             q = q.bind(b.as_str());
         }
         let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(action_from_row).collect()
+        actions_from_rows(rows)
     }
 
     /// How many actions there are in each status (only statuses that occur).
@@ -393,6 +318,138 @@ impl From<StoredUser> for WfUserRef {
             name: u.name,
             email: u.email,
         }
+    }
+}
+
+/// [`Store::claim_due`].
+struct Claim {
+    backend: Backend,
+    owner: String,
+    now: i64,
+    lease_ms: i64,
+    limit: u32,
+}
+
+impl Work for Claim {
+    type Out = Vec<ActionRecord>;
+
+    async fn run<D: Db>(self, db: &mut D) -> Result<Vec<ActionRecord>, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        // One action per employee at a time, in order: an action is not claimed while another
+        // action of the same employee (same employee id, or same email ignoring case) is being
+        // worked on, or is claimable and older.
+        //
+        // Flat in the backlog: the outer query walks the `actions_claimable` index in order and
+        // stops after `limit` actions it may take; the per-employee check looks only at that
+        // employee's own actions (through the employee id and email indexes). A lease that ends
+        // at `now` has run out.
+        let sql = format!(
+            "UPDATE actions SET status = 'in_progress', prev_owner = lease_owner, lease_owner = $1, lease_until = $2, \
+             updated_at = $3, attempts = attempts + 1 \
+             WHERE id IN (SELECT a.id FROM actions a \
+               WHERE {claimable_a} <= $3 \
+               AND NOT EXISTS (SELECT 1 FROM actions b WHERE b.id <> a.id \
+                 AND ((a.employee_id IS NOT NULL AND b.employee_id = a.employee_id) OR (a.email_lc IS NOT NULL AND b.email_lc = a.email_lc)) \
+                 AND ((b.status = 'in_progress' AND b.lease_until > $3) OR (b.id < a.id AND {claimable_b} <= $3))) \
+               ORDER BY {claimable_a} LIMIT $4{lock}) \
+             RETURNING {ACTION_COLS}",
+            claimable_a = claimable("a"),
+            claimable_b = claimable("b"),
+        );
+        let args = [
+            self.owner.as_str().into(),
+            (self.now + self.lease_ms).into(),
+            self.now.into(),
+            i64::from(self.limit).into(),
+        ];
+        db.rows(&sql, &args)
+            .await?
+            .iter()
+            .map(action_from_row)
+            .collect()
+    }
+}
+
+/// [`Store::record`].
+struct Record {
+    now: i64,
+    id: String,
+    owner: String,
+    update: Update,
+    audit: Vec<AuditEntry>,
+}
+
+impl Work for Record {
+    type Out = bool;
+
+    async fn run<D: Db>(self, db: &mut D) -> Result<bool, StoreError> {
+        let Record {
+            now,
+            id,
+            owner,
+            update,
+            audit,
+        } = self;
+        let candidates = update.candidates.as_deref().map(candidates_json);
+        let user = update.user.as_ref();
+        // Lower-cased as intake does (Rust's Unicode rules; SQLite's LOWER is ASCII only).
+        let email_lc = update.email.as_deref().map(str::to_lowercase);
+        let changed = db
+            .exec(
+                "UPDATE actions SET \
+                   status = COALESCE($3, status), \
+                   reason = CASE WHEN $4 = 1 THEN $5 ELSE reason END, \
+                   run_at = COALESCE($6, run_at), \
+                   write_sent = COALESCE($7, write_sent), \
+                   wf_user_id = COALESCE($8, wf_user_id), \
+                   wf_user_name = CASE WHEN $8 IS NULL THEN wf_user_name ELSE $9 END, \
+                   wf_user_email = CASE WHEN $8 IS NULL THEN wf_user_email ELSE $10 END, \
+                   candidates = COALESCE($11, candidates), \
+                   last_error = CASE WHEN $12 = 1 THEN $13 ELSE last_error END, \
+                   lease_owner = CASE WHEN $14 = 1 THEN NULL ELSE lease_owner END, \
+                   lease_until = CASE WHEN $14 = 1 THEN NULL ELSE lease_until END, \
+                   done_at = CASE WHEN $15 = 1 THEN $16 ELSE done_at END, \
+                   attempts = COALESCE($17, attempts), \
+                   email = COALESCE($18, email), \
+                   email_lc = COALESCE($21, email_lc), \
+                   due_at = COALESCE($19, due_at), \
+                   hr_looked_up_at = CASE WHEN $20 = 1 THEN $16 ELSE hr_looked_up_at END, \
+                   updated_at = $16 \
+                 WHERE id = $1 AND lease_owner = $2",
+                &[
+                    id.as_str().into(),
+                    owner.as_str().into(),
+                    update.status.map(|s| s.as_str()).into(),
+                    i64::from(update.reason.is_some()).into(),
+                    update.reason.flatten().map(|r| r.as_str()).into(),
+                    update.run_at.into(),
+                    update.write_sent.map(i64::from).into(),
+                    user.map(|u| u.id.as_str()).into(),
+                    user.and_then(|u| u.name.as_deref()).into(),
+                    user.and_then(|u| u.email.as_deref()).into(),
+                    (&candidates).into(),
+                    i64::from(update.last_error.is_some()).into(),
+                    update.last_error.as_ref().and_then(|e| e.as_deref()).into(),
+                    i64::from(update.release).into(),
+                    i64::from(update.done).into(),
+                    now.into(),
+                    update.attempts.map(i64::from).into(),
+                    (&update.email).into(),
+                    update.due_at.into(),
+                    i64::from(update.hr_looked_up).into(),
+                    (&email_lc).into(),
+                ],
+            )
+            .await?;
+        // Lease lost: nothing was changed, so committing the empty transaction is a rollback.
+        if changed == 0 {
+            return Ok(false);
+        }
+        append_audit(db, &id, &audit).await?;
+        Ok(true)
     }
 }
 
@@ -446,37 +503,38 @@ pub(super) async fn append_audit<D: Db>(
     Ok(())
 }
 
-pub(super) fn action_from_row(r: &AnyRow) -> Result<ActionRecord, StoreError> {
-    let kind: String = r.try_get("kind")?;
-    let status: String = r.try_get("status")?;
-    let reason: Option<String> = r.try_get("reason")?;
-    let user_id: Option<String> = r.try_get("wf_user_id")?;
-    let candidates: Option<String> = r.try_get("candidates")?;
+/// Reads an action from a row of [`ACTION_COLS`], by position.
+pub(super) fn action_from_row(r: &Row) -> Result<ActionRecord, StoreError> {
+    let kind = r.text(1)?;
+    let status = r.text(2)?;
+    let reason = r.opt_text(3)?;
+    let user_id = r.opt_text(12)?;
+    let candidates = r.opt_text(15)?;
     let corrupt = |what: &str, v: &str| {
         StoreError::Corrupt(format!("stored {what} {v:?} is not known to this version"))
     };
     Ok(ActionRecord {
-        id: r.try_get("id")?,
+        id: r.text(0)?,
         kind: ActionKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
         status: status.parse().map_err(|_| corrupt("status", &status))?,
         reason: match reason {
             Some(r) => Some(r.parse().map_err(|_| corrupt("reason", &r))?),
             None => None,
         },
-        due_at: r.try_get("due_at")?,
-        run_at: r.try_get("run_at")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        source: r.try_get("source")?,
-        employee_id: r.try_get("employee_id")?,
-        email: r.try_get("email")?,
-        employee_name: r.try_get("employee_name")?,
+        due_at: r.int(4)?,
+        run_at: r.int(5)?,
+        created_at: r.int(6)?,
+        updated_at: r.int(7)?,
+        source: r.text(8)?,
+        employee_id: r.opt_text(9)?,
+        email: r.opt_text(10)?,
+        employee_name: r.opt_text(11)?,
         user: user_id
             .map(|id| {
-                Ok::<_, sqlx::Error>(WfUserRef {
+                Ok::<_, StoreError>(WfUserRef {
                     id,
-                    name: r.try_get("wf_user_name")?,
-                    email: r.try_get("wf_user_email")?,
+                    name: r.opt_text(13)?,
+                    email: r.opt_text(14)?,
                 })
             })
             .transpose()?,
@@ -484,14 +542,21 @@ pub(super) fn action_from_row(r: &AnyRow) -> Result<ActionRecord, StoreError> {
             .and_then(|c| serde_json::from_str::<Vec<StoredUser>>(&c).ok())
             .map(|c| c.into_iter().map(WfUserRef::from).collect())
             .unwrap_or_default(),
-        attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
-        write_sent: r.try_get::<i64, _>("write_sent")? != 0,
-        lease_owner: r.try_get("lease_owner")?,
-        prev_owner: r.try_get("prev_owner")?,
-        last_error: r.try_get("last_error")?,
-        done_at: r.try_get("done_at")?,
-        approved: r.try_get::<i64, _>("approved")? != 0,
-        delivery_id: r.try_get("delivery_id")?,
-        hr_looked_up: r.try_get::<Option<i64>, _>("hr_looked_up_at")?.is_some(),
+        attempts: r.int(16)?.max(0) as u32,
+        write_sent: r.int(17)? != 0,
+        lease_owner: r.opt_text(18)?,
+        prev_owner: r.opt_text(19)?,
+        last_error: r.opt_text(20)?,
+        done_at: r.opt_int(21)?,
+        approved: r.int(22)? != 0,
+        delivery_id: r.opt_text(23)?,
+        hr_looked_up: r.opt_int(24)?.is_some(),
     })
+}
+
+/// Reads actions from sqlx's rows of [`ACTION_COLS`].
+pub(super) fn actions_from_rows(rows: Vec<AnyRow>) -> Result<Vec<ActionRecord>, StoreError> {
+    rows.into_iter()
+        .map(|r| action_from_row(&Row::Any(r)))
+        .collect()
 }

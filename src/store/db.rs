@@ -1,7 +1,8 @@
-//! The few statements intake needs, over either access path: a sqlx transaction (PostgreSQL, and
-//! every other write of the store) or the SQLite intake writer's own connection
-//! ([`super::sqlite_intake`]). The planning and the SQL are written once, in
-//! [`super::ingest`], against [`Db`]; only binding values and reading cells differ.
+//! Statements over either access path: a sqlx transaction (PostgreSQL, and the rest of the
+//! store's writes) or a rusqlite connection on a thread of the store's own ([`super::lite`]:
+//! SQLite's intake writer and the worker's hot path). The planning and the SQL are written once
+//! against [`Db`] (intake in [`super::ingest`], the worker's steps as [`Work`]); only binding
+//! values and reading cells differ.
 //!
 //! Parameters are written `$1`, `$2`… on both paths (SQLite reads `$N` as a named parameter).
 
@@ -73,16 +74,22 @@ impl Row {
             .ok_or_else(|| StoreError::Corrupt(format!("column {i}: unexpected NULL")))
     }
 
-    pub(super) fn int(&self, i: usize) -> Result<i64, StoreError> {
+    pub(super) fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
         match self {
             Row::Any(r) => Ok(r.try_get(i)?),
             Row::Lite(cells) => match cells.get(i) {
-                Some(rusqlite::types::Value::Integer(n)) => Ok(*n),
+                Some(rusqlite::types::Value::Null) => Ok(None),
+                Some(rusqlite::types::Value::Integer(n)) => Ok(Some(*n)),
                 other => Err(StoreError::Corrupt(format!(
                     "column {i}: expected an integer, found {other:?}"
                 ))),
             },
         }
+    }
+
+    pub(super) fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.opt_int(i)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column {i}: unexpected NULL")))
     }
 }
 
@@ -96,6 +103,14 @@ pub(super) trait Db {
     async fn row(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<Row>, StoreError> {
         Ok(self.rows(sql, args).await?.into_iter().next())
     }
+}
+
+/// A unit of work that runs in one write transaction, on whichever path the store writes by:
+/// the SQLite worker connection's thread ([`super::lite::Runner`]) or a pooled transaction
+/// ([`super::Store::transact`]). It owns what it needs, so it can be sent to that thread.
+pub(super) trait Work: Send + 'static {
+    type Out: Send + 'static;
+    async fn run<D: Db>(self, db: &mut D) -> Result<Self::Out, StoreError>;
 }
 
 fn bind<'q>(

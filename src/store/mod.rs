@@ -5,6 +5,11 @@
 //! the dialects differ (claiming with `FOR UPDATE SKIP LOCKED`, the audit id column) branch on
 //! [`Backend`]. Times are integer milliseconds since the epoch on both backends.
 //!
+//! The hot paths (intake, and the worker's claim, write gate and step records) are written
+//! against [`db::Db`] instead, so that on SQLite they run on rusqlite connections on threads of
+//! their own ([`lite`]), a whole transaction per hand-over; on PostgreSQL the same code runs in a
+//! pooled sqlx transaction.
+//!
 //! The queue *is* the `actions` table: a webhook stores delivery, events and actions in one
 //! transaction ([`Store::ingest`]); workers claim due rows with a lease ([`Store::claim_due`]) and
 //! every later change is a guarded update that also appends to the audit trail in the same
@@ -16,6 +21,7 @@ mod apply;
 mod db;
 mod history;
 mod ingest;
+mod lite;
 mod migrations;
 mod models;
 mod operator;
@@ -137,6 +143,9 @@ pub struct Store {
     /// connections meet only in SQLite's busy handler, which polls with growing sleeps: under a
     /// stream of deliveries a worker's claim waited seconds for a gap.
     write: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: the worker's connection, on a thread of its own ([`lite::Runner`]), which runs the
+    /// worker's hot path ([`Store::transact`]). `None` on PostgreSQL.
+    lite: Option<lite::Runner>,
 }
 
 /// Creates a new SQLite file readable by its owner only (0600: it holds personal data and the
@@ -208,17 +217,11 @@ impl Store {
                         Box::pin(async move {
                             use sqlx::Executor;
                             conn.execute("PRAGMA journal_mode = WAL").await?;
-                            // Worker bookkeeping commits without fsync (it is redone safely if an OS
-                            // crash loses it); intake has its own connection, with FULL.
+                            // What this pool writes (operators' changes, lease upkeep) commits
+                            // without fsync, as the worker's connection does: after an OS crash
+                            // it is redone safely. Intake has its own connection, with FULL.
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
-                            // Up to 16 MiB of pages (SQLite's default is 2 MiB), taken only as the
-                            // file grows: with a backlog of 2,000 actions or more the claim's
-                            // indexes outgrew the default, and claims/s fell to 0.75x that of a
-                            // backlog of 200; at 16 MiB it is 0.98-1.09x up to 20,000 (BENCHMARKS.md).
-                            // The intake connection keeps the default: there a larger cache
-                            // measured no faster.
-                            conn.execute("PRAGMA cache_size = -16384").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             Ok(())
                         })
@@ -229,14 +232,28 @@ impl Store {
             Backend::Postgres => options.max_connections(8).connect(&url).await?,
         };
         let write = std::sync::Arc::new(tokio::sync::Mutex::new(()));
-        let intake = match backend {
+        let (intake, lite) = match backend {
             Backend::Sqlite => {
                 use std::str::FromStr;
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?;
                 let file = options.get_filename();
-                sqlite_intake::spawn(file, write.clone())?
+                // The worker's bookkeeping commits without fsync: after an OS crash it is redone
+                // safely (the pipeline reads Workfront's state before any write). Up to 16 MiB
+                // of pages (SQLite's default is 2 MiB), taken only as the file grows: with a
+                // backlog of 2,000 actions or more the claim's indexes outgrew the default, and
+                // claims/s fell to 0.75x that of a backlog of 200; at 16 MiB it is 0.98-1.09x up
+                // to 20,000 (BENCHMARKS.md). Intake keeps the default: there a larger cache
+                // measured no faster.
+                let worker = lite::open(
+                    file,
+                    "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384;",
+                )?;
+                (
+                    sqlite_intake::spawn(file, write.clone())?,
+                    Some(lite::Runner::spawn(worker, "sqlite-worker", write.clone())?),
+                )
             }
-            Backend::Postgres => pg_intake::spawn(pool.clone()),
+            Backend::Postgres => (pg_intake::spawn(pool.clone()), None),
         };
         Ok(Store {
             pool,
@@ -244,6 +261,7 @@ impl Store {
             clock,
             intake,
             write,
+            lite,
         })
     }
 
@@ -277,6 +295,20 @@ impl Store {
         Ok((turn, tx))
     }
 
+    /// Runs `work` in one write transaction and commits it (an error rolls it back): on SQLite on
+    /// the worker connection's thread, in one hand-over; on PostgreSQL in a pooled transaction.
+    async fn transact<W: db::Work>(&self, work: W) -> Result<W::Out, StoreError> {
+        match &self.lite {
+            Some(lite) => lite.transact(work).await,
+            None => {
+                let (_turn, mut tx) = self.begin().await?;
+                let out = work.run(&mut tx).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -295,6 +327,11 @@ impl Store {
         if self.intake.is_closed() {
             return Err(StoreError::Unavailable(
                 "the intake writer has stopped".into(),
+            ));
+        }
+        if self.lite.as_ref().is_some_and(lite::Runner::is_closed) {
+            return Err(StoreError::Unavailable(
+                "the SQLite worker connection has stopped".into(),
             ));
         }
         sqlx::query("SELECT COUNT(*) FROM actions WHERE 1 = 0")

@@ -6,9 +6,10 @@
 //! serialises that transaction across replicas (on SQLite the single writer does). Each kind has
 //! its own engagement row in `brake` (1 = deactivations, 2 = reactivations).
 
-use sqlx::Row;
+use sqlx::Row as _;
 
 use super::actions::{action_from_row, append_audit, Update, ACTION_COLS};
+use super::db::{Db, Row, Work};
 use super::models::{ActionRecord, AuditEntry, WfUserRef};
 use super::{Backend, Store, StoreError};
 use crate::domain::brake::{self, BrakeDecision, BrakeLimit};
@@ -92,6 +93,171 @@ impl OpChange {
     }
 }
 
+/// [`Store::begin_write`].
+struct BeginWrite {
+    backend: Backend,
+    now: jiff::Timestamp,
+    id: String,
+    owner: String,
+    user: Option<WfUserRef>,
+    audit: Vec<AuditEntry>,
+    brake: Option<Brake>,
+}
+
+impl Work for BeginWrite {
+    type Out = Gate;
+
+    async fn run<D: Db>(self, db: &mut D) -> Result<Gate, StoreError> {
+        let BeginWrite {
+            backend,
+            now: at,
+            id,
+            owner,
+            user,
+            audit,
+            brake,
+        } = self;
+        let now = at.as_millisecond();
+        let id = id.as_str();
+        let owner = owner.as_str();
+        let window_ms = brake.map(|b| b.limit.window_ms).unwrap_or(0);
+        let kind = brake.map(|b| b.kind).unwrap_or(ActionKind::Deactivate);
+        if backend == Backend::Postgres {
+            db.exec("SELECT pg_advisory_xact_lock($1)", &[BRAKE_LOCK.into()])
+                .await?;
+        }
+        let row = db
+            .row(
+                // The count stops one past the limit: the decision needs no more, and a count
+                // that read every write of a large layoff would cost O(writes) per write. The
+                // index on (write_at, kind) makes what it does read index entries only
+                // (migration 0008).
+                "SELECT a.cancel_requested AS stop, \
+                   (SELECT COUNT(*) FROM (SELECT 1 FROM actions w WHERE w.kind = $4 AND w.write_at >= $3 LIMIT $6) AS c) AS recent, \
+                   (SELECT engaged FROM brake WHERE id = $5) AS engaged \
+                 FROM actions a WHERE a.id = $1 AND a.lease_owner = $2",
+                &[
+                    id.into(),
+                    owner.into(),
+                    (now - window_ms).into(),
+                    kind.as_str().into(),
+                    brake_row(kind).into(),
+                    brake.map_or(0, |b| i64::from(b.limit.max) + 1).into(),
+                ],
+            )
+            .await?;
+        // Lease lost: nothing is changed, so committing the transaction is a rollback.
+        let Some(row) = row else {
+            return Ok(Gate::LeaseLost);
+        };
+        let stop = row.int(0)? != 0;
+        let recent = row.int(1)?;
+        let engaged = row.opt_int(2)?.unwrap_or(0) != 0;
+        let user_id = user.as_ref().map(|u| u.id.as_str());
+        let user_name = user.as_ref().and_then(|u| u.name.as_deref());
+        let user_email = user.as_ref().and_then(|u| u.email.as_deref());
+        let mut entries = audit;
+
+        // A cancellation that arrived while the action was being worked on stops it here.
+        if stop {
+            let stopped = db
+                .exec(
+                    "UPDATE actions SET status = 'cancelled', reason = 'termination_cancelled', lease_owner = NULL, lease_until = NULL, \
+                     updated_at = $2, done_at = $2 WHERE id = $1 AND lease_owner = $3",
+                    &[id.into(), now.into(), owner.into()],
+                )
+                .await?;
+            if stopped == 0 {
+                return Ok(Gate::LeaseLost);
+            }
+            entries.push(AuditEntry::new(at, Step::Finished, serde_json::json!({"status": "cancelled", "reason": "termination_cancelled", "write_sent": false})));
+            append_audit(db, id, &entries).await?;
+            return Ok(Gate::Cancelled);
+        }
+
+        let decision = brake.map(|b| (b, brake::decide(recent, b.limit, engaged)));
+        if let Some((b, BrakeDecision::Hold { newly_engaged })) = decision {
+            let held = db
+                .exec(
+                    "UPDATE actions SET status = 'held', reason = 'rate_brake', lease_owner = NULL, lease_until = NULL, \
+                     wf_user_id = COALESCE($2, wf_user_id), wf_user_name = COALESCE($3, wf_user_name), \
+                     wf_user_email = COALESCE($4, wf_user_email), updated_at = $5 WHERE id = $1 AND lease_owner = $6",
+                    &[
+                        id.into(),
+                        user_id.into(),
+                        user_name.into(),
+                        user_email.into(),
+                        now.into(),
+                        owner.into(),
+                    ],
+                )
+                .await?;
+            if held == 0 {
+                return Ok(Gate::LeaseLost);
+            }
+            if newly_engaged {
+                db.exec(
+                    "UPDATE brake SET engaged = 1, engaged_at = $1 WHERE id = $2",
+                    &[now.into(), brake_row(b.kind).into()],
+                )
+                .await?;
+            }
+            entries.push(AuditEntry::new(
+                at,
+                Step::SafetyHold,
+                serde_json::json!({"reason": "rate_brake", "kind": b.kind.as_str(), "writes_in_window": recent,
+                    "brake_max": b.limit.max, "brake_window_ms": b.limit.window_ms, "brake_newly_engaged": newly_engaged}),
+            ));
+            entries.push(AuditEntry::new(
+                at,
+                Step::Finished,
+                serde_json::json!({"status": "held", "reason": "rate_brake"}),
+            ));
+            append_audit(db, id, &entries).await?;
+            return Ok(Gate::Braked {
+                first: newly_engaged,
+                recent,
+            });
+        }
+        // Marked first: if the lease was lost, nothing has been changed yet.
+        let marked = db
+            .exec(
+                "UPDATE actions SET write_sent = 1, write_at = $2, wf_user_id = COALESCE($3, wf_user_id), \
+                 wf_user_name = COALESCE($4, wf_user_name), wf_user_email = COALESCE($5, wf_user_email), updated_at = $2 \
+                 WHERE id = $1 AND lease_owner = $6",
+                &[
+                    id.into(),
+                    now.into(),
+                    user_id.into(),
+                    user_name.into(),
+                    user_email.into(),
+                    owner.into(),
+                ],
+            )
+            .await?;
+        if marked == 0 {
+            return Ok(Gate::LeaseLost);
+        }
+        if let Some((b, BrakeDecision::Pass { disengage: true })) = decision {
+            // Writes of this kind flow again: the engagement is over.
+            db.exec(
+                "UPDATE brake SET engaged = 0, engaged_at = NULL WHERE id = $1",
+                &[brake_row(b.kind).into()],
+            )
+            .await?;
+        }
+        if brake.is_some() {
+            entries.push(AuditEntry::new(
+                at,
+                Step::BrakeChecked,
+                serde_json::json!({"kind": kind.as_str(), "writes_in_window": recent}),
+            ));
+        }
+        append_audit(db, id, &entries).await?;
+        Ok(Gate::Proceed)
+    }
+}
+
 impl Store {
     /// Checks the brake (when given) and, if the write may go ahead, marks it as sent, all in one
     /// transaction. `update` and `audit` are recorded either way. Three statements on the common
@@ -104,147 +270,16 @@ impl Store {
         audit: &[AuditEntry],
         brake: Option<Brake>,
     ) -> Result<Gate, StoreError> {
-        let now = self.clock.now_ms();
-        let window_ms = brake.map(|b| b.limit.window_ms).unwrap_or(0);
-        let kind = brake.map(|b| b.kind).unwrap_or(ActionKind::Deactivate);
-        let (_turn, mut tx) = self.begin().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(BRAKE_LOCK)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let row = sqlx::query(
-            // The count stops one past the limit: the decision needs no more, and a count that
-            // read every write of a large layoff would cost O(writes) per write. The index on
-            // (write_at, kind) makes what it does read index entries only (migration 0008).
-            "SELECT a.cancel_requested AS stop, \
-               (SELECT COUNT(*) FROM (SELECT 1 FROM actions w WHERE w.kind = $4 AND w.write_at >= $3 LIMIT $6) AS c) AS recent, \
-               (SELECT engaged FROM brake WHERE id = $5) AS engaged \
-             FROM actions a WHERE a.id = $1 AND a.lease_owner = $2",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(now - window_ms)
-        .bind(kind.as_str())
-        .bind(brake_row(kind))
-        .bind(brake.map_or(0, |b| i64::from(b.limit.max) + 1))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(Gate::LeaseLost);
-        };
-        let stop = row.try_get::<i64, _>("stop")? != 0;
-        let recent = row.try_get::<i64, _>("recent")?;
-        let engaged = row.try_get::<Option<i64>, _>("engaged")?.unwrap_or(0) != 0;
-        let user_id = update.user.as_ref().map(|u| u.id.clone());
-        let user_name = update.user.as_ref().and_then(|u| u.name.clone());
-        let user_email = update.user.as_ref().and_then(|u| u.email.clone());
-        let mut entries = audit.to_vec();
-
-        // A cancellation that arrived while the action was being worked on stops it here.
-        if stop {
-            let stopped = sqlx::query(
-                "UPDATE actions SET status = 'cancelled', reason = 'termination_cancelled', lease_owner = NULL, lease_until = NULL, \
-                 updated_at = $2, done_at = $2 WHERE id = $1 AND lease_owner = $3",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if stopped == 0 {
-                tx.rollback().await?;
-                return Ok(Gate::LeaseLost);
-            }
-            entries.push(AuditEntry::new(self.clock.now(), Step::Finished, serde_json::json!({"status": "cancelled", "reason": "termination_cancelled", "write_sent": false})));
-            append_audit(&mut tx, id, &entries).await?;
-            tx.commit().await?;
-            return Ok(Gate::Cancelled);
-        }
-
-        let decision = brake.map(|b| (b, brake::decide(recent, b.limit, engaged)));
-        if let Some((b, BrakeDecision::Hold { newly_engaged })) = decision {
-            let held = sqlx::query(
-                "UPDATE actions SET status = 'held', reason = 'rate_brake', lease_owner = NULL, lease_until = NULL, \
-                 wf_user_id = COALESCE($2, wf_user_id), wf_user_name = COALESCE($3, wf_user_name), \
-                 wf_user_email = COALESCE($4, wf_user_email), updated_at = $5 WHERE id = $1 AND lease_owner = $6",
-            )
-            .bind(id)
-            .bind(user_id)
-            .bind(user_name)
-            .bind(user_email)
-            .bind(now)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if held == 0 {
-                tx.rollback().await?;
-                return Ok(Gate::LeaseLost);
-            }
-            if newly_engaged {
-                sqlx::query("UPDATE brake SET engaged = 1, engaged_at = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(brake_row(b.kind))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            entries.push(AuditEntry::new(
-                self.clock.now(),
-                Step::SafetyHold,
-                serde_json::json!({"reason": "rate_brake", "kind": b.kind.as_str(), "writes_in_window": recent,
-                    "brake_max": b.limit.max, "brake_window_ms": b.limit.window_ms, "brake_newly_engaged": newly_engaged}),
-            ));
-            entries.push(AuditEntry::new(
-                self.clock.now(),
-                Step::Finished,
-                serde_json::json!({"status": "held", "reason": "rate_brake"}),
-            ));
-            append_audit(&mut tx, id, &entries).await?;
-            tx.commit().await?;
-            return Ok(Gate::Braked {
-                first: newly_engaged,
-                recent,
-            });
-        }
-        if let Some((b, BrakeDecision::Pass { disengage: true })) = decision {
-            // Writes of this kind flow again: the engagement is over.
-            sqlx::query("UPDATE brake SET engaged = 0, engaged_at = NULL WHERE id = $1")
-                .bind(brake_row(b.kind))
-                .execute(&mut *tx)
-                .await?;
-        }
-        let marked = sqlx::query(
-            "UPDATE actions SET write_sent = 1, write_at = $2, wf_user_id = COALESCE($3, wf_user_id), \
-             wf_user_name = COALESCE($4, wf_user_name), wf_user_email = COALESCE($5, wf_user_email), updated_at = $2 \
-             WHERE id = $1 AND lease_owner = $6",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(user_id)
-        .bind(user_name)
-        .bind(user_email)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if marked == 0 {
-            tx.rollback().await?;
-            return Ok(Gate::LeaseLost);
-        }
-        if brake.is_some() {
-            entries.push(AuditEntry::new(
-                self.clock.now(),
-                Step::BrakeChecked,
-                serde_json::json!({"kind": kind.as_str(), "writes_in_window": recent}),
-            ));
-        }
-        append_audit(&mut tx, id, &entries).await?;
-        tx.commit().await?;
-        Ok(Gate::Proceed)
+        self.transact(BeginWrite {
+            backend: self.backend,
+            now: self.clock.now(),
+            id: id.to_owned(),
+            owner: owner.to_owned(),
+            user: update.user.clone(),
+            audit: audit.to_vec(),
+            brake,
+        })
+        .await
     }
 
     /// Applies an operator's change if the action's status allows it, with its audit entry.
@@ -262,7 +297,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(OpError::NotFound)?;
-        let current = action_from_row(&row)?;
+        let current = action_from_row(&Row::Any(row))?;
         if !change.allowed().contains(&current.status) {
             tx.rollback().await?;
             return Err(OpError::Conflict(current.status));
@@ -300,7 +335,7 @@ impl Store {
         append_audit(&mut tx, id, std::slice::from_ref(&audit)).await?;
         let row = sqlx::query(&sql).bind(id).fetch_one(&mut *tx).await?;
         tx.commit().await?;
-        Ok(action_from_row(&row)?)
+        Ok(action_from_row(&Row::Any(row))?)
     }
 
     /// Approves every action held by the brake and disengages it; returns their ids.

@@ -17,17 +17,14 @@
 //!   SQLite's busy handler, which polls with growing sleeps; transactions begin `IMMEDIATE`, so
 //!   a writer from another process (the CLI) is waited for (`busy_timeout`), never upgraded into
 //!   a stale snapshot.
-use std::future::Future;
 use std::path::Path;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
-use super::db::{Arg, Db, Row};
 use super::ingest::{ingest_all, Job, Msg, MAX_BATCH, QUEUE};
+use super::lite::{self, now_or_never, to_store, Lite};
 use super::models::Ingested;
 use super::{Backend, StoreError};
 
@@ -37,20 +34,7 @@ pub(super) fn spawn(
     path: &Path,
     write: Arc<tokio::sync::Mutex<()>>,
 ) -> Result<mpsc::Sender<Msg>, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(to_store)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
-         PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
-    )
-    .map_err(to_store)?;
-    // Statement shapes: a few per chunk size of each multi-row statement (see `db::chunks`).
-    conn.set_prepared_statement_cache_capacity(128);
+    let conn = lite::open(path, "PRAGMA synchronous = FULL;")?;
     let (tx, rx) = mpsc::channel::<Msg>(QUEUE);
     std::thread::Builder::new()
         .name("sqlite-intake".into())
@@ -133,136 +117,9 @@ fn commit_together(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<Ingested>,
     Ok(outcomes)
 }
 
-/// Runs a future whose every await is a synchronous rusqlite call, so it completes in its first
-/// poll: no runtime, no thread hand-over.
-fn now_or_never<T>(fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-    match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(r) => r,
-        Poll::Pending => Err(StoreError::Unavailable(
-            "the intake writer's statement did not complete synchronously".into(),
-        )),
-    }
-}
-
-/// The writer's connection inside its batch's transaction.
-struct Lite<'c>(&'c Connection);
-
-impl Lite<'_> {
-    fn prepare(
-        &self,
-        sql: &str,
-        args: &[Arg<'_>],
-    ) -> Result<rusqlite::CachedStatement<'_>, StoreError> {
-        let mut stmt = self.0.prepare_cached(&numbered(sql)).map_err(to_store)?;
-        // `?N` is parameter N (a repeated `?N` is one value), so each binds by its position.
-        // Binding `$N` by its name cost a linear search of the statement's names per value,
-        // quadratic in a multi-row statement's hundreds of values, and a formatted name each.
-        let count = stmt.parameter_count();
-        for (i, a) in args.iter().enumerate().take(count) {
-            match *a {
-                Arg::Text(v) => stmt.raw_bind_parameter(i + 1, v),
-                Arg::Int(v) => stmt.raw_bind_parameter(i + 1, v),
-            }
-            .map_err(to_store)?;
-        }
-        Ok(stmt)
-    }
-}
-
-/// The store's SQL with its `$N` parameters (PostgreSQL's spelling, which sqlx's SQLite driver
-/// also takes) written as SQLite's `?N`, outside quoted text.
-fn numbered(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut quoted = false;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\'' {
-            quoted = !quoted;
-        }
-        let parameter = c == '$' && !quoted && chars.peek().is_some_and(char::is_ascii_digit);
-        out.push(if parameter { '?' } else { c });
-    }
-    out
-}
-
-impl Db for Lite<'_> {
-    async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        let mut stmt = self.prepare(sql, args)?;
-        Ok(stmt.raw_execute().map_err(to_store)? as u64)
-    }
-
-    async fn rows(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, StoreError> {
-        let mut stmt = self.prepare(sql, args)?;
-        let width = stmt.column_count();
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(to_store)? {
-            let cells = (0..width)
-                .map(|i| r.get::<_, rusqlite::types::Value>(i))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(to_store)?;
-            out.push(Row::Lite(cells));
-        }
-        Ok(out)
-    }
-}
-
-/// Sorted as [`StoreError`]'s `From<sqlx::Error>` sorts SQLite's errors.
-fn to_store(e: rusqlite::Error) -> StoreError {
-    let text = e.to_string();
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            ErrorCode::ConstraintViolation => {
-                const UNIQUE: i32 = rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE;
-                const PRIMARY_KEY: i32 = rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY;
-                match f.extended_code {
-                    UNIQUE | PRIMARY_KEY => StoreError::Conflict(text),
-                    _ => StoreError::BadData(text),
-                }
-            }
-            ErrorCode::TooBig | ErrorCode::TypeMismatch => StoreError::BadData(text),
-            _ => StoreError::Unavailable(text),
-        },
-        rusqlite::Error::FromSqlConversionFailure(..)
-        | rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(text),
-        _ => StoreError::Unavailable(text),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::numbered;
     use crate::domain::clock::Clock;
-
-    #[test]
-    fn dollar_parameters_become_numbered_ones_outside_quoted_text() {
-        assert_eq!(
-            numbered(
-                "UPDATE t SET a = $1, b = '$2 $', c = $12 WHERE d = $1 AND e = 'it''s $3' || $3"
-            ),
-            "UPDATE t SET a = ?1, b = '$2 $', c = ?12 WHERE d = ?1 AND e = 'it''s $3' || ?3"
-        );
-        assert_eq!(numbered("SELECT '$' || $x, $"), "SELECT '$' || $x, $");
-    }
-
-    #[test]
-    fn a_repeated_parameter_is_one_value_and_each_binds_to_its_number() {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        let tx = conn.unchecked_transaction().unwrap();
-        let rows = super::now_or_never(crate::store::db::Db::rows(
-            &mut super::Lite(&tx),
-            "SELECT $2 || $1 || $2, $3 + 1",
-            &["a".into(), "b".into(), 41i64.into()],
-        ))
-        .unwrap();
-        assert_eq!(rows.len(), 1);
-        let super::Row::Lite(cells) = &rows[0] else {
-            panic!("not a SQLite row")
-        };
-        assert_eq!(cells[0], rusqlite::types::Value::Text("bab".into()));
-        assert_eq!(cells[1], rusqlite::types::Value::Integer(42));
-    }
     use crate::store::{Store, StoreError};
 
     #[tokio::test]

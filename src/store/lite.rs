@@ -1,0 +1,312 @@
+//! SQLite through rusqlite, on threads of the store's own: the intake writer
+//! ([`super::sqlite_intake`]) and the worker's connection ([`Runner`]), which runs the worker's
+//! hot path (claiming, the write gate, recording each step).
+//!
+//! Why not sqlx here: sqlx runs each SQLite statement on a thread of its own and hands every
+//! statement and every row across threads. A termination's worker path was about ten statements
+//! on the pool, and a profile of 3,000 terminations spent a quarter of the process's samples
+//! finishing context switches (futex waits and wakes). A [`Runner`] runs a whole transaction on
+//! its thread, with cached prepared statements: one hand-over in and one out.
+//!
+//! The code that runs there is the store's ordinary [`Db`] code: its awaits are synchronous
+//! rusqlite calls, so its future completes in its first poll ([`now_or_never`]).
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::db::{Arg, Db, Row, Work};
+use super::StoreError;
+
+/// Opens a connection to the database file with the store's settings; `pragmas` adds the ones
+/// that differ by use (durability, cache).
+pub(super) fn open(path: &Path, pragmas: &str) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(to_store)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+         PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+    )
+    .map_err(to_store)?;
+    conn.execute_batch(pragmas).map_err(to_store)?;
+    // Statement shapes: a few per chunk size of each multi-row statement (see `db::chunks`).
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A connection on a thread of its own that runs one transaction per call ([`Runner::transact`]),
+/// in the order they come. The thread ends when the last handle is dropped.
+#[derive(Clone)]
+pub(super) struct Runner {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Runner {
+    /// Starts the thread. Each transaction takes the store's in-process write turn (`write`)
+    /// first, as every write of the store does, so that the process's connections alternate
+    /// instead of meeting in SQLite's busy handler.
+    pub(super) fn spawn(
+        mut conn: Connection,
+        name: &str,
+        write: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<Runner, StoreError> {
+        let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                while let Some(job) = rx.blocking_recv() {
+                    let _turn = write.blocking_lock();
+                    // A panic in one job drops its reply (its caller sees "unavailable") and
+                    // leaves the connection serving the next.
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start {name}: {e}")))?;
+        Ok(Runner { jobs })
+    }
+
+    /// Runs `work` in one transaction (`BEGIN IMMEDIATE`) on the runner's thread and commits it;
+    /// an error rolls it back. The work runs to its end even if the caller stops waiting: a
+    /// change that reached the store is applied or refused whole, never left half-done.
+    pub(super) async fn transact<W: Work>(&self, work: W) -> Result<W::Out, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn: &mut Connection| {
+            let _ = reply.send(in_transaction(conn, work));
+        });
+        self.jobs.send(job).map_err(|_| {
+            StoreError::Unavailable("the SQLite worker connection has stopped".into())
+        })?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the SQLite worker connection failed a transaction".into())
+        })?
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.jobs.is_closed()
+    }
+}
+
+fn in_transaction<W: Work>(conn: &mut Connection, work: W) -> Result<W::Out, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(to_store)?;
+    let out = now_or_never(work.run(&mut Lite(&tx)))?;
+    tx.commit().map_err(to_store)?;
+    Ok(out)
+}
+
+/// Runs a future whose every await is a synchronous rusqlite call, so it completes in its first
+/// poll: no runtime, no thread hand-over.
+pub(super) fn now_or_never<T>(
+    fut: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(r) => r,
+        Poll::Pending => Err(StoreError::Unavailable(
+            "a SQLite statement did not complete synchronously".into(),
+        )),
+    }
+}
+
+/// A rusqlite connection inside a transaction.
+pub(super) struct Lite<'c>(pub(super) &'c Connection);
+
+impl Lite<'_> {
+    fn prepare(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<rusqlite::CachedStatement<'_>, StoreError> {
+        let mut stmt = self.0.prepare_cached(&numbered(sql)).map_err(to_store)?;
+        // `?N` is parameter N (a repeated `?N` is one value), so each binds by its position.
+        // Binding `$N` by its name cost a linear search of the statement's names per value,
+        // quadratic in a multi-row statement's hundreds of values, and a formatted name each.
+        let count = stmt.parameter_count();
+        for (i, a) in args.iter().enumerate().take(count) {
+            match *a {
+                Arg::Text(v) => stmt.raw_bind_parameter(i + 1, v),
+                Arg::Int(v) => stmt.raw_bind_parameter(i + 1, v),
+            }
+            .map_err(to_store)?;
+        }
+        Ok(stmt)
+    }
+}
+
+/// The store's SQL with its `$N` parameters (PostgreSQL's spelling, which sqlx's SQLite driver
+/// also takes) written as SQLite's `?N`, outside quoted text.
+pub(super) fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        let parameter = c == '$' && !quoted && chars.peek().is_some_and(char::is_ascii_digit);
+        out.push(if parameter { '?' } else { c });
+    }
+    out
+}
+
+impl Db for Lite<'_> {
+    async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        let mut stmt = self.prepare(sql, args)?;
+        Ok(stmt.raw_execute().map_err(to_store)? as u64)
+    }
+
+    async fn rows(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, StoreError> {
+        let mut stmt = self.prepare(sql, args)?;
+        let width = stmt.column_count();
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(to_store)? {
+            let cells = (0..width)
+                .map(|i| r.get::<_, rusqlite::types::Value>(i))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(to_store)?;
+            out.push(Row::Lite(cells));
+        }
+        Ok(out)
+    }
+}
+
+/// Sorted as [`StoreError`]'s `From<sqlx::Error>` sorts SQLite's errors.
+pub(super) fn to_store(e: rusqlite::Error) -> StoreError {
+    let text = e.to_string();
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::ConstraintViolation => {
+                const UNIQUE: i32 = rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE;
+                const PRIMARY_KEY: i32 = rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY;
+                match f.extended_code {
+                    UNIQUE | PRIMARY_KEY => StoreError::Conflict(text),
+                    _ => StoreError::BadData(text),
+                }
+            }
+            ErrorCode::TooBig | ErrorCode::TypeMismatch => StoreError::BadData(text),
+            _ => StoreError::Unavailable(text),
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(text),
+        _ => StoreError::Unavailable(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollar_parameters_become_numbered_ones_outside_quoted_text() {
+        assert_eq!(
+            numbered(
+                "UPDATE t SET a = $1, b = '$2 $', c = $12 WHERE d = $1 AND e = 'it''s $3' || $3"
+            ),
+            "UPDATE t SET a = ?1, b = '$2 $', c = ?12 WHERE d = ?1 AND e = 'it''s $3' || ?3"
+        );
+        assert_eq!(numbered("SELECT '$' || $x, $"), "SELECT '$' || $x, $");
+    }
+
+    #[test]
+    fn a_repeated_parameter_is_one_value_and_each_binds_to_its_number() {
+        let conn = Connection::open_in_memory().unwrap();
+        let tx = conn.unchecked_transaction().unwrap();
+        let rows = now_or_never(Db::rows(
+            &mut Lite(&tx),
+            "SELECT $2 || $1 || $2, $3 + 1",
+            &["a".into(), "b".into(), 41i64.into()],
+        ))
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        let Row::Lite(cells) = &rows[0] else {
+            panic!("not a SQLite row")
+        };
+        assert_eq!(cells[0], rusqlite::types::Value::Text("bab".into()));
+        assert_eq!(cells[1], rusqlite::types::Value::Integer(42));
+    }
+
+    fn runner(dir: &tempfile::TempDir) -> Runner {
+        let conn = open(&dir.path().join("t.db"), "PRAGMA synchronous = NORMAL;").unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)")
+            .unwrap();
+        Runner::spawn(conn, "test-runner", Arc::new(tokio::sync::Mutex::new(()))).unwrap()
+    }
+
+    /// Inserts each value in turn; `None` is refused by the table.
+    struct Insert(Vec<Option<i64>>);
+    impl Work for Insert {
+        type Out = ();
+        async fn run<D: Db>(self, db: &mut D) -> Result<(), StoreError> {
+            for v in self.0 {
+                db.exec("INSERT INTO t (v) VALUES ($1)", &[v.into()])
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+
+    struct Count;
+    impl Work for Count {
+        type Out = i64;
+        async fn run<D: Db>(self, db: &mut D) -> Result<i64, StoreError> {
+            db.row("SELECT COUNT(*) FROM t", &[]).await?.unwrap().int(0)
+        }
+    }
+
+    /// Inserts a row, then panics.
+    struct Panics;
+    impl Work for Panics {
+        type Out = ();
+        async fn run<D: Db>(self, db: &mut D) -> Result<(), StoreError> {
+            db.exec("INSERT INTO t (v) VALUES (7)", &[]).await?;
+            panic!("a bug in one transaction")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_fails_leaves_nothing_and_the_next_one_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(&dir);
+        let failed = r.transact(Insert(vec![Some(1), None])).await;
+        assert!(matches!(failed, Err(StoreError::BadData(_))), "{failed:?}");
+        assert_eq!(
+            r.transact(Count).await.unwrap(),
+            0,
+            "the first insert was rolled back"
+        );
+        r.transact(Insert(vec![Some(2)])).await.unwrap();
+        assert_eq!(r.transact(Count).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_transaction_is_unavailable_and_the_connection_serves_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(&dir);
+        let panicked = r.transact(Panics).await;
+        assert!(
+            matches!(panicked, Err(StoreError::Unavailable(_))),
+            "{panicked:?}"
+        );
+        assert_eq!(
+            r.transact(Count).await.unwrap(),
+            0,
+            "the panicking transaction was rolled back"
+        );
+        assert!(!r.is_closed());
+    }
+}
