@@ -29,6 +29,7 @@ const SQLITE: &[(i64, &str, &str)] = embed!("sqlite":
     10 "hr lookup" "0010_hr_lookup.sql",
     11 "schedules" "0011_schedules.sql",
     12 "unused email index" "0012_unused_email_index.sql",
+    13 "lean intake indexes" "0013_lean_intake_indexes.sql",
 );
 const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     1 "init" "0001_init.sql",
@@ -43,6 +44,7 @@ const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     10 "hr lookup" "0010_hr_lookup.sql",
     11 "schedules" "0011_schedules.sql",
     12 "unused email index" "0012_unused_email_index.sql",
+    13 "lean intake indexes" "0013_lean_intake_indexes.sql",
 );
 
 #[derive(Debug)]
