@@ -210,13 +210,19 @@ pub(super) fn chunks(n: usize) -> Vec<std::ops::Range<usize>> {
 
 /// `($1, $2), ($3, $4)…`: `rows` groups of `width` parameters.
 pub(super) fn placeholders(rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    use std::fmt::Write as _;
+    // Written into one string: a statement of 64 rows has hundreds of cells, and the writer
+    // builds one per batch.
+    let mut out = String::with_capacity(rows * width * 6);
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 1..=width {
+            let sep = if c == 1 { "" } else { ", " };
+            let _ = write!(out, "{sep}${}", r * width + c);
+        }
+        out.push(')');
+    }
+    out
 }
 
 /// `{head} VALUES (…), (…) {tail}` for every row, in [`chunks`]; returns the rows the
@@ -254,5 +260,7 @@ mod tests {
     #[test]
     fn placeholders_number_every_cell_of_every_row() {
         assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(1, 1), "($1)");
+        assert_eq!(placeholders(0, 4), "");
     }
 }
