@@ -167,11 +167,9 @@ fn last_deactivation(r: &Row) -> Result<LastDeactivation, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::{Connection as _, Row as _};
+    use sqlx::Row as _;
 
     use super::*;
-    use crate::domain::clock::Clock;
-    use crate::store::Store;
 
     /// Rows that the plan's scans of `actions` (and of its indexes) produced, from `EXPLAIN
     /// ANALYZE` text: each scan node's `rows=N loops=M`.
@@ -196,14 +194,9 @@ mod tests {
     /// employee's own rows, with the generic plan and with a custom one.
     #[tokio::test]
     async fn on_postgres_a_history_reads_only_the_employees_own_rows_whatever_the_backlog() {
-        let Some(url) = crate::store::test_postgres_database().await else {
+        let Some((store, mut conn)) = crate::store::test_postgres_store().await else {
             return;
         };
-        let store = Store::connect(&url.clone().into(), Clock::system())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
         sqlx::query("ANALYZE actions")
             .execute(&mut conn)
             .await

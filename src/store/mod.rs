@@ -395,3 +395,17 @@ pub(crate) async fn test_postgres_database() -> Option<String> {
     parsed.set_path(&format!("/{name}"));
     Some(parsed.to_string())
 }
+
+/// [`test_postgres_database`], migrated: its store, and a connection of its own for statements
+/// the store has no method for (plans, settings).
+#[cfg(test)]
+pub(crate) async fn test_postgres_store() -> Option<(Store, sqlx::AnyConnection)> {
+    use sqlx::Connection as _;
+    let url = test_postgres_database().await?;
+    let store = Store::connect(&url.clone().into(), Clock::system())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    Some((store, conn))
+}

@@ -439,7 +439,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::{Connection as _, Row as _};
+    use sqlx::Row as _;
 
     use super::GATE_READ;
     use crate::domain::clock::Clock;
@@ -469,14 +469,9 @@ mod tests {
 
     #[tokio::test]
     async fn on_postgres_the_brake_count_can_use_the_partial_index_of_written_actions() {
-        let Some(url) = crate::store::test_postgres_database().await else {
+        let Some((_store, mut conn)) = crate::store::test_postgres_store().await else {
             return;
         };
-        let store = Store::connect(&url.clone().into(), Clock::system())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
         // An empty table is read whole more cheaply than through any index; with sequential
         // scans priced out, an index that can answer the count is used.
         for sql in [
