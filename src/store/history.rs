@@ -85,22 +85,33 @@ const PG_HISTORIES: &str = "\
 
 /// The SQLite form for `n` items: three parts per item; item `k` binds `$2k+1` (employee id) and
 /// `$2k+2` (lower-cased email).
+///
+/// Written so that SQLite opens no temporary B-tree: each one is a pager of its own, opened,
+/// filled and freed per execution, and the older form (`ORDER BY … LIMIT 1` for the newest
+/// event and the last deactivation, `IN (…)` lists for the statuses) opened four per item, a
+/// tenth of the intake writer's time in a profile (BENCHMARKS.md, 2026-12-07). So:
+/// - "the row with the largest X" is `MAX(X)` with the row's other columns beside it (SQLite
+///   takes them from that row), and the newest event is the largest id among the events at the
+///   largest `occurred_at`, exactly what `ORDER BY occurred_at DESC, id DESC LIMIT 1` picked;
+/// - statuses are compared one by one instead of in a list.
 fn lite_histories(n: usize) -> String {
     const T: &str = "CAST(NULL AS TEXT)";
     const ZERO: &str = "CAST(0 AS BIGINT)";
+    const OPEN: &str =
+        "(status = 'scheduled' OR status = 'pending' OR status = 'held' OR status = 'in_progress')";
     let parts: Vec<String> = (0..n)
         .map(|k| {
             let who = format!("(employee_id = ${} OR email_lc = ${})", 2 * k + 1, 2 * k + 2);
             let i = format!("CAST({k} AS BIGINT)");
             format!(
                 "SELECT {i} AS i, CAST(0 AS BIGINT) AS part, id, {T} AS source, {T} AS kind, {T} AS status, {T} AS reason, \
-                 {ZERO} AS write_sent, {T} AS wf_user_id, occurred_at FROM (SELECT id, occurred_at FROM events \
-                 WHERE {who} ORDER BY occurred_at DESC, id DESC LIMIT 1) AS e{k} \
+                 {ZERO} AS write_sent, {T} AS wf_user_id, occurred_at FROM (SELECT MAX(id) AS id, occurred_at FROM events \
+                 WHERE {who} AND occurred_at = (SELECT MAX(occurred_at) FROM events WHERE {who})) AS e{k} WHERE id IS NOT NULL \
                  UNION ALL SELECT {i}, CAST(1 AS BIGINT), id, source, kind, status, {T}, write_sent, wf_user_id, {ZERO} FROM actions \
-                 WHERE status IN ('scheduled', 'pending', 'held', 'in_progress') AND {who} \
+                 WHERE {OPEN} AND {who} \
                  UNION ALL SELECT {i}, CAST(2 AS BIGINT), id, source, kind, status, reason, write_sent, wf_user_id, {ZERO} FROM \
-                 (SELECT id, source, kind, status, reason, write_sent, wf_user_id FROM actions WHERE kind = 'deactivate' \
-                 AND status NOT IN ('skipped', 'cancelled') AND {who} ORDER BY id DESC LIMIT 1) AS d{k}"
+                 (SELECT MAX(id) AS id, source, kind, status, reason, write_sent, wf_user_id FROM actions WHERE kind = 'deactivate' \
+                 AND status <> 'skipped' AND status <> 'cancelled' AND {who}) AS d{k} WHERE id IS NOT NULL"
             )
         })
         .collect();
@@ -249,6 +260,84 @@ mod tests {
             h[0].last_deactivation.as_ref().map(|d| d.id.as_str()),
             Some("act_7")
         );
+    }
+
+    /// A migrated SQLite file, and a connection to it as the intake writer opens one.
+    async fn lite_db(dir: &tempfile::TempDir) -> rusqlite::Connection {
+        let path = dir.path().join("history.db");
+        let url = format!("sqlite://{}", path.display());
+        let store =
+            crate::store::Store::connect(&url.into(), crate::domain::clock::Clock::system())
+                .await
+                .unwrap();
+        store.migrate().await.unwrap();
+        crate::store::lite::open(&path, "").unwrap()
+    }
+
+    #[tokio::test]
+    async fn on_sqlite_a_history_opens_no_temporary_btree() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = lite_db(&dir).await;
+        for n in [1, 2, 8] {
+            let sql = crate::store::lite::numbered(&lite_histories(n));
+            let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let mut rows = stmt.raw_query();
+            let mut opcodes: Vec<String> = Vec::new();
+            while let Some(r) = rows.next().unwrap() {
+                opcodes.push(r.get(1).unwrap());
+            }
+            assert!(opcodes.iter().any(|o| o == "OpenRead"), "{opcodes:?}");
+            let temporary: Vec<&String> = opcodes
+                .iter()
+                .filter(|o| ["OpenEphemeral", "SorterOpen", "OpenAutoindex"].contains(&o.as_str()))
+                .collect();
+            assert!(temporary.is_empty(), "{n} items: {temporary:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn on_sqlite_ties_go_to_the_largest_id_and_ended_deactivations_are_not_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = lite_db(&dir).await;
+        conn.execute_batch(
+            "INSERT INTO deliveries (id, source, dedupe_key, received_at, body_sha256) VALUES ('dlv_1', 'hr', 'k', 1, 'x'); \
+             INSERT INTO events (id, delivery_id, type, sender_type, employee_id, email_lc, occurred_at, created_at) VALUES \
+               ('evt_a', 'dlv_1', 'termination', 't', 'L-1', NULL, 5, 1), \
+               ('evt_c', 'dlv_1', 'termination', 't', NULL, 'l1@x.co', 5, 1), \
+               ('evt_d', 'dlv_1', 'termination', 't', 'L-1', NULL, 4, 1), \
+               ('evt_b', 'dlv_1', 'termination', 't', 'L-1', NULL, 3, 1), \
+               ('evt_z', 'dlv_1', 'termination', 't', 'L-2', NULL, 9, 1); \
+             INSERT INTO actions (id, kind, status, reason, due_at, run_at, created_at, updated_at, source, employee_id, email_lc) VALUES \
+               ('act_1', 'deactivate', 'completed', 'deactivated', 1, 1, 1, 1, 'hr', 'L-1', NULL), \
+               ('act_2', 'deactivate', 'scheduled', NULL, 1, 1, 1, 1, 'hr', NULL, 'l1@x.co'), \
+               ('act_3', 'deactivate', 'skipped', 'superseded', 1, 1, 1, 1, 'hr', 'L-1', 'l1@x.co'), \
+               ('act_4', 'reactivate', 'held', 'rate_brake', 1, 1, 1, 1, 'hr', 'L-1', NULL), \
+               ('act_9', 'deactivate', 'scheduled', NULL, 1, 1, 1, 1, 'hr', 'L-2', NULL);",
+        )
+        .unwrap();
+        let who = [
+            Who {
+                employee_id: Some("L-1"),
+                email_lc: Some("l1@x.co"),
+            },
+            Who {
+                employee_id: Some("L-3"),
+                email_lc: None,
+            },
+        ];
+        let h = read(&mut crate::store::lite::Lite(&conn), Backend::Sqlite, &who)
+            .await
+            .unwrap();
+        assert_eq!(h[0].newest_event, Some(("evt_c".to_string(), 5)));
+        let open: Vec<&str> = h[0].open.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(open, ["act_2", "act_4"]);
+        assert!(h[0].reactivation_open);
+        assert_eq!(
+            h[0].last_deactivation.as_ref().map(|d| d.id.as_str()),
+            Some("act_2")
+        );
+        assert_eq!(h[1].newest_event, None);
+        assert!(h[1].open.is_empty() && h[1].last_deactivation.is_none());
     }
 
     #[test]
