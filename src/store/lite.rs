@@ -100,9 +100,7 @@ impl Runner {
 }
 
 fn in_transaction<W: Work>(conn: &mut Connection, work: W) -> Result<W::Out, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(to_store)?;
+    let tx = begin(conn)?;
     let out = now_or_never(work.run(&mut Lite(&tx)))?;
     tx.commit().map_err(to_store)?;
     Ok(out)
@@ -146,20 +144,45 @@ impl Lite<'_> {
     }
 }
 
-/// The store's SQL with its `$N` parameters (PostgreSQL's spelling, which sqlx's SQLite driver
-/// also takes) written as SQLite's `?N`, outside quoted text.
+/// The store's SQL in SQLite's spelling:
+/// - its `$N` parameters (PostgreSQL's spelling, which sqlx's SQLite driver also takes) become
+///   `?N`, outside quoted text;
+/// - `INSERT INTO` becomes `INSERT OR ROLLBACK INTO`. Statements here always run inside a
+///   transaction that is rolled back whole on any error ([`begin`]'s callers), so a statement
+///   that fails need not undo only itself. With the default (`ABORT`) SQLite must be able to,
+///   and it keeps a statement journal of every page a multi-row insert changes: 6% of the
+///   intake writer's time in a profile (BENCHMARKS.md, 2026-12-07). A refused row still fails
+///   with its constraint's error. (Foreign keys, checked per statement, still make SQLite keep
+///   one for the tables that have them; deferring them to the commit takes a
+///   `PRAGMA defer_foreign_keys` per transaction, which expires every prepared statement: the
+///   intake writer then ran at half its speed.)
 pub(super) fn numbered(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
+    const INSERT: &str = "INSERT INTO ";
+    let (head, body) = match sql.strip_prefix(INSERT) {
+        Some(rest) => ("INSERT OR ROLLBACK INTO ", rest),
+        None => ("", sql),
+    };
+    let mut out = Vec::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
+    let bytes = body.as_bytes();
     let mut quoted = false;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\'' {
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\'' {
             quoted = !quoted;
         }
-        let parameter = c == '$' && !quoted && chars.peek().is_some_and(char::is_ascii_digit);
-        out.push(if parameter { '?' } else { c });
+        let parameter = b == b'$' && !quoted && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+        out.push(if parameter { b'?' } else { b });
     }
-    out
+    // Only ASCII bytes were replaced by ASCII bytes: still the UTF-8 it was.
+    String::from_utf8(out).unwrap_or_else(|_| sql.to_owned())
+}
+
+/// Begins a transaction the way every transaction on these connections begins: `IMMEDIATE`,
+/// so a writer from another process is waited for (`busy_timeout`) instead of upgrading a
+/// stale snapshot.
+pub(super) fn begin(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(to_store)
 }
 
 impl Db for Lite<'_> {
@@ -220,6 +243,10 @@ mod tests {
             "UPDATE t SET a = ?1, b = '$2 $', c = ?12 WHERE d = ?1 AND e = 'it''s $3' || ?3"
         );
         assert_eq!(numbered("SELECT '$' || $x, $"), "SELECT '$' || $x, $");
+        assert_eq!(
+            numbered("INSERT INTO t (a, b) VALUES ($1, 'é$2')"),
+            "INSERT OR ROLLBACK INTO t (a, b) VALUES (?1, 'é$2')"
+        );
     }
 
     #[test]
@@ -242,8 +269,12 @@ mod tests {
 
     fn runner(dir: &tempfile::TempDir) -> Runner {
         let conn = open(&dir.path().join("t.db"), "PRAGMA synchronous = NORMAL;").unwrap();
-        conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)")
-            .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (v INTEGER NOT NULL); \
+             CREATE TABLE p (id TEXT PRIMARY KEY); \
+             CREATE TABLE c (id TEXT PRIMARY KEY, p TEXT NOT NULL REFERENCES p (id));",
+        )
+        .unwrap();
         Runner::spawn(conn, "test-runner", Arc::new(tokio::sync::Mutex::new(()))).unwrap()
     }
 
@@ -308,5 +339,75 @@ mod tests {
             "the panicking transaction was rolled back"
         );
         assert!(!r.is_closed());
+    }
+
+    /// Runs each statement with its arguments, in order.
+    struct Statements(Vec<(&'static str, Vec<&'static str>)>);
+    impl Work for Statements {
+        type Out = ();
+        async fn run<D: Db>(self, db: &mut D) -> Result<(), StoreError> {
+            for (sql, args) in self.0 {
+                let args: Vec<Arg<'_>> = args.into_iter().map(Arg::from).collect();
+                db.exec(sql, &args).await?;
+            }
+            Ok(())
+        }
+    }
+
+    struct CountBoth;
+    impl Work for CountBoth {
+        type Out = (i64, i64);
+        async fn run<D: Db>(self, db: &mut D) -> Result<(i64, i64), StoreError> {
+            let r = db
+                .row(
+                    "SELECT (SELECT COUNT(*) FROM p), (SELECT COUNT(*) FROM c)",
+                    &[],
+                )
+                .await?
+                .unwrap();
+            Ok((r.int(0)?, r.int(1)?))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_multi_row_insert_with_a_duplicate_key_is_a_conflict_and_its_transaction_leaves_nothing(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(&dir);
+        let failed = r
+            .transact(Statements(vec![
+                ("INSERT INTO p (id) VALUES ($1)", vec!["a"]),
+                (
+                    "INSERT INTO p (id) VALUES ($1), ($2), ($3)",
+                    vec!["b", "c", "b"],
+                ),
+            ]))
+            .await;
+        assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
+        assert_eq!(r.transact(CountBoth).await.unwrap(), (0, 0));
+        r.transact(Statements(vec![(
+            "INSERT INTO p (id) VALUES ($1), ($2)",
+            vec!["b", "c"],
+        )]))
+        .await
+        .unwrap();
+        assert_eq!(r.transact(CountBoth).await.unwrap(), (2, 0));
+    }
+
+    #[tokio::test]
+    async fn a_row_without_its_parent_is_refused_and_its_transaction_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(&dir);
+        let failed = r
+            .transact(Statements(vec![
+                ("INSERT INTO p (id) VALUES ($1)", vec!["p1"]),
+                (
+                    "INSERT INTO c (id, p) VALUES ($1, $2), ($3, $4)",
+                    vec!["c1", "p1", "c2", "nobody"],
+                ),
+            ]))
+            .await;
+        assert!(matches!(failed, Err(StoreError::BadData(_))), "{failed:?}");
+        assert_eq!(r.transact(CountBoth).await.unwrap(), (0, 0));
     }
 }

@@ -20,7 +20,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::ingest::{ingest_all, Job, Msg, MAX_BATCH, QUEUE};
@@ -109,9 +109,7 @@ fn commit_batch(
 
 /// All of `jobs` in one transaction, or none of them (the first error rolls back).
 fn commit_together(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<Ingested>, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(to_store)?;
+    let tx = lite::begin(conn)?;
     let outcomes = now_or_never(ingest_all(&mut Lite(&tx), Backend::Sqlite, jobs))?;
     tx.commit().map_err(to_store)?;
     Ok(outcomes)
