@@ -30,6 +30,7 @@ const SQLITE: &[(i64, &str, &str)] = embed!("sqlite":
     11 "schedules" "0011_schedules.sql",
     12 "unused email index" "0012_unused_email_index.sql",
     13 "lean intake indexes" "0013_lean_intake_indexes.sql",
+    14 "retention by id" "0014_retention_by_id.sql",
 );
 const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     1 "init" "0001_init.sql",
@@ -45,6 +46,7 @@ const POSTGRES: &[(i64, &str, &str)] = embed!("postgres":
     11 "schedules" "0011_schedules.sql",
     12 "unused email index" "0012_unused_email_index.sql",
     13 "lean intake indexes" "0013_lean_intake_indexes.sql",
+    14 "retention by id" "0014_retention_by_id.sql",
 );
 
 #[derive(Debug)]

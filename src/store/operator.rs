@@ -401,6 +401,12 @@ impl Store {
     /// Retention: clears raw delivery bodies older than `payload_days` and deletes audit rows
     /// older than `audit_days`, as of `now` (ms). Actions, events and the hash of each body stay.
     /// Returns (bodies cleared, audit rows deleted).
+    ///
+    /// Neither table has an index on its time (migration 0014: each was a B-tree more that every
+    /// intake commit wrote). Rows are found in id order instead, which is the order they were
+    /// stored in (a delivery's id holds a UUIDv7, an audit row's is a sequence): up to the first
+    /// row that is not old yet. Only rows older than the cutoff are touched, whatever the ids
+    /// say; an old row stored after a newer one (clocks of two replicas) waits for a later run.
     pub async fn purge(
         &self,
         now: i64,
@@ -409,19 +415,54 @@ impl Store {
     ) -> Result<(u64, u64), StoreError> {
         const DAY: i64 = 86_400_000;
         let _turn = self.writing().await;
-        let bodies = sqlx::query(
-            "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND received_at < $1",
-        )
-        .bind(now - i64::from(payload_days) * DAY)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        let audit = sqlx::query("DELETE FROM audit WHERE at < $1")
-            .bind(now - i64::from(audit_days) * DAY)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let bodies = self
+            .purge_in_id_order::<String>(
+                now - i64::from(payload_days) * DAY,
+                "SELECT id FROM deliveries WHERE received_at >= $1 ORDER BY id LIMIT 1",
+                "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND received_at < $1",
+            )
+            .await?;
+        let audit = self
+            .purge_in_id_order::<i64>(
+                now - i64::from(audit_days) * DAY,
+                "SELECT id FROM audit WHERE at >= $1 ORDER BY id LIMIT 1",
+                "DELETE FROM audit WHERE at < $1",
+            )
+            .await?;
         Ok((bodies, audit))
+    }
+
+    /// Runs `change` (whose `$1` is the cutoff) on the rows before the first one, in id order,
+    /// that `first_new` finds at or after the cutoff; on every row if none is. `Id` is the type
+    /// of the table's ids (text for deliveries, an integer for audit rows).
+    async fn purge_in_id_order<Id>(
+        &self,
+        cutoff: i64,
+        first_new: &str,
+        change: &str,
+    ) -> Result<u64, StoreError>
+    where
+        Id: for<'r> sqlx::Decode<'r, sqlx::Any>
+            + for<'q> sqlx::Encode<'q, sqlx::Any>
+            + sqlx::Type<sqlx::Any>
+            + Send
+            + Unpin,
+    {
+        let first: Option<Id> = sqlx::query_scalar(first_new)
+            .bind(cutoff)
+            .fetch_optional(&self.pool)
+            .await?;
+        let changed = match first {
+            Some(id) => {
+                sqlx::query(&format!("{change} AND id < $2"))
+                    .bind(cutoff)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => sqlx::query(change).bind(cutoff).execute(&self.pool).await?,
+        };
+        Ok(changed.rows_affected())
     }
 
     /// The raw body of a delivery, while retention keeps it.
@@ -493,5 +534,63 @@ mod tests {
             "{}",
             plan.join("\n")
         );
+    }
+
+    /// Deliveries and audit rows stored in id order 1, 2, 3 at times 1,000, 100,000 and 2,000
+    /// (the third from a replica whose clock is behind); purges as of 50,000 and then 200,000.
+    async fn purge_walks_in_id_order_and_touches_only_old_rows(store: &Store) {
+        for sql in [
+            "INSERT INTO deliveries (id, source, dedupe_key, received_at, body, body_sha256) VALUES \
+             ('dlv_1', 'hr', 'k1', 1000, 'a', 'x'), ('dlv_2', 'hr', 'k2', 100000, 'b', 'x'), \
+             ('dlv_3', 'hr', 'k3', 2000, 'c', 'x')",
+            "INSERT INTO actions (id, kind, status, due_at, run_at, created_at, updated_at, source) \
+             VALUES ('act_1', 'deactivate', 'scheduled', 1, 1, 1, 1, 'hr')",
+            "INSERT INTO audit (action_id, at, step, detail) VALUES ('act_1', 1000, 's1', '{}')",
+            "INSERT INTO audit (action_id, at, step, detail) VALUES ('act_1', 100000, 's2', '{}')",
+            "INSERT INTO audit (action_id, at, step, detail) VALUES ('act_1', 2000, 's3', '{}')",
+        ] {
+            sqlx::query(sql).execute(&store.pool).await.unwrap();
+        }
+        let kept = || async {
+            let bodies: Vec<String> =
+                sqlx::query_scalar("SELECT id FROM deliveries WHERE body IS NOT NULL ORDER BY id")
+                    .fetch_all(&store.pool)
+                    .await
+                    .unwrap();
+            let steps: Vec<String> = sqlx::query_scalar("SELECT step FROM audit ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+            (bodies, steps)
+        };
+        // Up to the first row that is not old: the third, old too, waits for a later run.
+        assert_eq!(store.purge(50_000, 0, 0).await.unwrap(), (1, 1));
+        assert_eq!(
+            kept().await,
+            (
+                vec!["dlv_2".into(), "dlv_3".into()],
+                vec!["s2".into(), "s3".into()]
+            )
+        );
+        // Nothing is new any more: every old row goes.
+        assert_eq!(store.purge(200_000, 0, 0).await.unwrap(), (2, 2));
+        assert_eq!(kept().await, (vec![], vec![]));
+    }
+
+    #[tokio::test]
+    async fn on_sqlite_the_purge_walks_in_id_order_and_touches_only_old_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("purge.db").display());
+        let store = Store::connect(&url.into(), Clock::system()).await.unwrap();
+        store.migrate().await.unwrap();
+        purge_walks_in_id_order_and_touches_only_old_rows(&store).await;
+    }
+
+    #[tokio::test]
+    async fn on_postgres_the_purge_walks_in_id_order_and_touches_only_old_rows() {
+        let Some((store, _conn)) = crate::store::test_postgres_store().await else {
+            return;
+        };
+        purge_walks_in_id_order_and_touches_only_old_rows(&store).await;
     }
 }
