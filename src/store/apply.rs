@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::actions::append_audit;
-use super::db::{insert_rows, Cell, Db, Row};
+use super::db::{insert_rows, Cell, Db, Insert, Row};
 use super::ingest::Item;
 use super::models::{AuditEntry, Ended, NewDelivery};
 use super::{from_ms, StoreError};
@@ -35,29 +35,20 @@ impl Writes {
     }
 
     pub(super) async fn flush<D: Db>(&mut self, tx: &mut D) -> Result<(), StoreError> {
-        insert_rows(
-            tx,
+        static ACTIONS: Insert = Insert::new(
             "INSERT INTO actions (id, kind, status, reason, due_at, run_at, created_at, updated_at, source, employee_id, \
              email, email_lc, employee_name, wf_user_id, done_at, delivery_id)",
             "",
-            &std::mem::take(&mut self.actions),
-        )
-        .await?;
-        insert_rows(
-            tx,
-            "INSERT INTO audit (action_id, at, step, detail)",
-            "",
-            &std::mem::take(&mut self.audit),
-        )
-        .await?;
-        insert_rows(
-            tx,
+        );
+        static AUDIT: Insert = Insert::new("INSERT INTO audit (action_id, at, step, detail)", "");
+        static EVENTS: Insert = Insert::new(
             "INSERT INTO events (id, delivery_id, action_id, type, sender_type, employee_id, email, email_lc, name, \
              effective_at, occurred_at, created_at, outcome)",
             "",
-            &std::mem::take(&mut self.events),
-        )
-        .await?;
+        );
+        insert_rows(tx, &ACTIONS, &std::mem::take(&mut self.actions)).await?;
+        insert_rows(tx, &AUDIT, &std::mem::take(&mut self.audit)).await?;
+        insert_rows(tx, &EVENTS, &std::mem::take(&mut self.events)).await?;
         Ok(())
     }
 }

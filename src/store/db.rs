@@ -6,6 +6,8 @@
 //!
 //! Parameters are written `$1`, `$2`… on both paths (SQLite reads `$N` as a named parameter).
 
+use std::sync::OnceLock;
+
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
@@ -225,12 +227,48 @@ pub(super) fn placeholders(rows: usize, width: usize) -> String {
     out
 }
 
-/// `{head} VALUES (…), (…) {tail}` for every row, in [`chunks`]; returns the rows the
-/// statements return (with a `RETURNING` tail), in order.
+/// A multi-row `INSERT`: `{head} VALUES (…), (…) {tail}`. Its text for each chunk size
+/// ([`chunks`]: powers of two up to [`MAX_ROWS`]) is built on first use and kept: the intake
+/// writer inserts into four tables per batch, thousands of batches a second, and building the
+/// text each time was 4% of its time in a profile (BENCHMARKS.md, 2026-12-06).
+pub(super) struct Insert {
+    head: &'static str,
+    tail: &'static str,
+    by_size: [OnceLock<String>; SIZES],
+}
+
+/// How many chunk sizes there are: 1, 2, 4 … [`MAX_ROWS`].
+const SIZES: usize = MAX_ROWS.ilog2() as usize + 1;
+
+impl Insert {
+    pub(super) const fn new(head: &'static str, tail: &'static str) -> Insert {
+        Insert {
+            head,
+            tail,
+            by_size: [const { OnceLock::new() }; SIZES],
+        }
+    }
+
+    /// The statement for `rows` rows (a chunk size: a power of two, at most [`MAX_ROWS`]) of
+    /// `width` values.
+    fn sql(&self, rows: usize, width: usize) -> &str {
+        debug_assert!(rows.is_power_of_two() && rows <= MAX_ROWS, "{rows} rows");
+        self.by_size[rows.ilog2() as usize].get_or_init(|| {
+            format!(
+                "{} VALUES {} {}",
+                self.head,
+                placeholders(rows, width),
+                self.tail
+            )
+        })
+    }
+}
+
+/// Inserts every row, in [`chunks`]; returns the rows the statements return (with a
+/// `RETURNING` tail), in order. Every row has the insert's columns.
 pub(super) async fn insert_rows<D: Db>(
     tx: &mut D,
-    head: &str,
-    tail: &str,
+    insert: &Insert,
     rows: &[Vec<Cell>],
 ) -> Result<Vec<Row>, StoreError> {
     let mut out = Vec::new();
@@ -238,9 +276,12 @@ pub(super) async fn insert_rows<D: Db>(
         return Ok(out);
     };
     for range in chunks(rows.len()) {
-        let sql = format!("{head} VALUES {} {tail}", placeholders(range.len(), width));
-        let args: Vec<Arg<'_>> = rows[range].iter().flatten().map(Cell::arg).collect();
-        out.extend(tx.rows(&sql, &args).await?);
+        let args: Vec<Arg<'_>> = rows[range.clone()]
+            .iter()
+            .flatten()
+            .map(Cell::arg)
+            .collect();
+        out.extend(tx.rows(insert.sql(range.len(), width), &args).await?);
     }
     Ok(out)
 }
@@ -255,6 +296,21 @@ mod tests {
         assert_eq!(chunks(1), vec![0..1]);
         assert_eq!(chunks(45), vec![0..32, 32..40, 40..44, 44..45]);
         assert_eq!(chunks(130), vec![0..64, 64..128, 128..130]);
+    }
+
+    #[test]
+    fn an_insert_builds_one_text_per_chunk_size_and_keeps_it() {
+        static T: Insert = Insert::new("INSERT INTO t (a, b)", "RETURNING a");
+        assert_eq!(
+            T.sql(1, 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2) RETURNING a"
+        );
+        assert_eq!(
+            T.sql(2, 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) RETURNING a"
+        );
+        assert!(std::ptr::eq(T.sql(2, 2), T.sql(2, 2)), "built once");
+        assert_eq!(T.sql(MAX_ROWS, 2).matches('(').count(), MAX_ROWS + 1);
     }
 
     #[test]

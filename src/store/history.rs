@@ -17,9 +17,12 @@
 //!   run per item), materialised, and only then fetched by primary key and filtered (`OFFSET 0`
 //!   keeps the fetch from being flattened into a join the planner could turn around).
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
 use serde_json::json;
 
-use super::db::{chunks, Arg, Db, Row};
+use super::db::{chunks, Arg, Db, Row, MAX_ROWS};
 use super::{Backend, StoreError};
 use crate::domain::lifecycle::{History, LastDeactivation, OpenAction};
 use crate::domain::{ActionKind, Status};
@@ -55,7 +58,7 @@ pub(super) async fn read<D: Db>(
             .iter()
             .flat_map(|w| [w.employee_id.into(), w.email_lc.into()])
             .collect();
-        let rows = tx.rows(&lite_histories(part.len()), &args).await?;
+        let rows = tx.rows(&lite_histories_of(part.len()), &args).await?;
         out.extend(assemble(rows, part.len())?);
     }
     Ok(out)
@@ -82,6 +85,16 @@ const PG_HISTORIES: &str = "\
     UNION ALL SELECT i, 2, id, source, kind, status, reason, write_sent, wf_user_id, 0 FROM \
       (SELECT DISTINCT ON (i) * FROM act WHERE kind = 'deactivate' AND status NOT IN ('skipped', 'cancelled') \
        ORDER BY i, id DESC) AS d";
+
+/// [`lite_histories`] for `n` items, built on first use and kept (`n` is a chunk size, at most
+/// [`MAX_ROWS`]).
+fn lite_histories_of(n: usize) -> Cow<'static, str> {
+    static BUILT: [OnceLock<String>; MAX_ROWS + 1] = [const { OnceLock::new() }; MAX_ROWS + 1];
+    match BUILT.get(n) {
+        Some(built) => Cow::Borrowed(built.get_or_init(|| lite_histories(n))),
+        None => Cow::Owned(lite_histories(n)),
+    }
+}
 
 /// The SQLite form for `n` items: three parts per item; item `k` binds `$2k+1` (employee id) and
 /// `$2k+2` (lower-cased email).

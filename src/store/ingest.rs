@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use tokio::sync::oneshot;
 
 use super::apply::{apply, Applied, Writes};
-use super::db::{chunks, insert_rows, Cell, Db};
+use super::db::{chunks, insert_rows, Cell, Db, Insert};
 use super::history::{self, Who};
 use super::models::{Ended, Ingested, NewDelivery, NewEvent};
 use super::{Backend, Store, StoreError};
@@ -272,16 +272,15 @@ async fn insert_deliveries<D: Db>(tx: &mut D, jobs: &[Job]) -> Result<HashSet<St
             ]
         })
         .collect();
-    insert_rows(
-        tx,
+    static DELIVERIES: Insert = Insert::new(
         "INSERT INTO deliveries (id, source, dedupe_key, received_at, content_type, body, body_sha256, request_id)",
         "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id",
-        &rows,
-    )
-    .await?
-    .iter()
-    .map(|r| r.text(0))
-    .collect()
+    );
+    insert_rows(tx, &DELIVERIES, &rows)
+        .await?
+        .iter()
+        .map(|r| r.text(0))
+        .collect()
 }
 
 /// Takes a transaction-scoped advisory lock for each identifier of the events, in sorted order

@@ -162,19 +162,24 @@ pub(super) fn numbered(sql: &str) -> String {
         Some(rest) => ("INSERT OR ROLLBACK INTO ", rest),
         None => ("", sql),
     };
-    let mut out = Vec::with_capacity(head.len() + body.len());
-    out.extend_from_slice(head.as_bytes());
+    let mut out = String::with_capacity(head.len() + body.len());
+    out.push_str(head);
+    // Copied in runs between the parameters: a multi-row insert is kilobytes of text. (`$`
+    // and `'` are ASCII, so every run starts and ends on a character boundary.)
     let bytes = body.as_bytes();
     let mut quoted = false;
+    let mut copied = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if b == b'\'' {
             quoted = !quoted;
+        } else if b == b'$' && !quoted && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            out.push_str(&body[copied..i]);
+            out.push('?');
+            copied = i + 1;
         }
-        let parameter = b == b'$' && !quoted && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
-        out.push(if parameter { b'?' } else { b });
     }
-    // Only ASCII bytes were replaced by ASCII bytes: still the UTF-8 it was.
-    String::from_utf8(out).unwrap_or_else(|_| sql.to_owned())
+    out.push_str(&body[copied..]);
+    out
 }
 
 /// Begins a transaction the way every transaction on these connections begins: `IMMEDIATE`,

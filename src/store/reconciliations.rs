@@ -8,7 +8,7 @@
 
 use sqlx::Row as _;
 
-use super::db::{insert_rows, Cell};
+use super::db::{insert_rows, Cell, Insert};
 use super::{Store, StoreError, WfUserRef};
 use crate::domain::reconcile::Outcome;
 
@@ -108,13 +108,11 @@ impl Store {
                 ]
             })
             .collect();
-        insert_rows(
-            &mut tx,
+        static ROWS: Insert = Insert::new(
             "INSERT INTO reconciliation_rows (reconciliation_id, idx, employee_id, email, terminated_on, outcome, detail)",
             "",
-            &cells,
-        )
-        .await?;
+        );
+        insert_rows(&mut tx, &ROWS, &cells).await?;
         tx.commit().await?;
         Ok(())
     }
