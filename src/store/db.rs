@@ -6,6 +6,7 @@
 //!
 //! Parameters are written `$1`, `$2`… on both paths (SQLite reads `$N` as a named parameter).
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use sqlx::any::AnyRow;
@@ -227,33 +228,48 @@ pub(super) fn placeholders(rows: usize, width: usize) -> String {
     out
 }
 
-/// A multi-row `INSERT`: `{head} VALUES (…), (…) {tail}`. Its text for each chunk size
-/// ([`chunks`]: powers of two up to [`MAX_ROWS`]) is built on first use and kept: the intake
-/// writer inserts into four tables per batch, thousands of batches a second, and building the
-/// text each time was 4% of its time in a profile (BENCHMARKS.md, 2026-12-06).
+/// Statement texts built once per chunk size ([`chunks`]: 1, 2, 4 … [`MAX_ROWS`]) and kept: the
+/// intake writer runs its few multi-row statements thousands of times a second, and building
+/// their texts each time was 6–8% of its time in a profile (BENCHMARKS.md, 2026-12-06).
+pub(super) struct PerChunkSize([OnceLock<String>; SIZES]);
+
+/// How many chunk sizes there are.
+const SIZES: usize = MAX_ROWS.ilog2() as usize + 1;
+
+impl PerChunkSize {
+    pub(super) const fn new() -> PerChunkSize {
+        PerChunkSize([const { OnceLock::new() }; SIZES])
+    }
+
+    /// The text for `n` items, built by `build` on first use; a count that is not a chunk size
+    /// is built anew each time.
+    pub(super) fn get(&self, n: usize, build: impl FnOnce() -> String) -> Cow<'_, str> {
+        if !n.is_power_of_two() || n > MAX_ROWS {
+            return Cow::Owned(build());
+        }
+        Cow::Borrowed(self.0[n.ilog2() as usize].get_or_init(build))
+    }
+}
+
+/// A multi-row `INSERT`: `{head} VALUES (…), (…) {tail}`, its texts kept per chunk size.
 pub(super) struct Insert {
     head: &'static str,
     tail: &'static str,
-    by_size: [OnceLock<String>; SIZES],
+    built: PerChunkSize,
 }
-
-/// How many chunk sizes there are: 1, 2, 4 … [`MAX_ROWS`].
-const SIZES: usize = MAX_ROWS.ilog2() as usize + 1;
 
 impl Insert {
     pub(super) const fn new(head: &'static str, tail: &'static str) -> Insert {
         Insert {
             head,
             tail,
-            by_size: [const { OnceLock::new() }; SIZES],
+            built: PerChunkSize::new(),
         }
     }
 
-    /// The statement for `rows` rows (a chunk size: a power of two, at most [`MAX_ROWS`]) of
-    /// `width` values.
-    fn sql(&self, rows: usize, width: usize) -> &str {
-        debug_assert!(rows.is_power_of_two() && rows <= MAX_ROWS, "{rows} rows");
-        self.by_size[rows.ilog2() as usize].get_or_init(|| {
+    /// The statement for `rows` rows of `width` values.
+    fn sql(&self, rows: usize, width: usize) -> Cow<'_, str> {
+        self.built.get(rows, || {
             format!(
                 "{} VALUES {} {}",
                 self.head,
@@ -281,7 +297,7 @@ pub(super) async fn insert_rows<D: Db>(
             .flatten()
             .map(Cell::arg)
             .collect();
-        out.extend(tx.rows(insert.sql(range.len(), width), &args).await?);
+        out.extend(tx.rows(&insert.sql(range.len(), width), &args).await?);
     }
     Ok(out)
 }
@@ -309,7 +325,15 @@ mod tests {
             T.sql(2, 2),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) RETURNING a"
         );
-        assert!(std::ptr::eq(T.sql(2, 2), T.sql(2, 2)), "built once");
+        assert!(
+            matches!((T.sql(2, 2), T.sql(2, 2)), (Cow::Borrowed(a), Cow::Borrowed(b)) if std::ptr::eq(a, b)),
+            "built once"
+        );
+        assert_eq!(
+            T.sql(3, 1),
+            "INSERT INTO t (a, b) VALUES ($1), ($2), ($3) RETURNING a",
+            "not a chunk size: built anew"
+        );
         assert_eq!(T.sql(MAX_ROWS, 2).matches('(').count(), MAX_ROWS + 1);
     }
 

@@ -18,11 +18,10 @@
 //!   keeps the fetch from being flattened into a join the planner could turn around).
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
 
 use serde_json::json;
 
-use super::db::{chunks, Arg, Db, Row, MAX_ROWS};
+use super::db::{chunks, Arg, Db, PerChunkSize, Row};
 use super::{Backend, StoreError};
 use crate::domain::lifecycle::{History, LastDeactivation, OpenAction};
 use crate::domain::{ActionKind, Status};
@@ -86,14 +85,10 @@ const PG_HISTORIES: &str = "\
       (SELECT DISTINCT ON (i) * FROM act WHERE kind = 'deactivate' AND status NOT IN ('skipped', 'cancelled') \
        ORDER BY i, id DESC) AS d";
 
-/// [`lite_histories`] for `n` items, built on first use and kept (`n` is a chunk size, at most
-/// [`MAX_ROWS`]).
+/// [`lite_histories`] for `n` items, built once per chunk size.
 fn lite_histories_of(n: usize) -> Cow<'static, str> {
-    static BUILT: [OnceLock<String>; MAX_ROWS + 1] = [const { OnceLock::new() }; MAX_ROWS + 1];
-    match BUILT.get(n) {
-        Some(built) => Cow::Borrowed(built.get_or_init(|| lite_histories(n))),
-        None => Cow::Owned(lite_histories(n)),
-    }
+    static BUILT: PerChunkSize = PerChunkSize::new();
+    BUILT.get(n, || lite_histories(n))
 }
 
 /// The SQLite form for `n` items: three parts per item; item `k` binds `$2k+1` (employee id) and
@@ -102,7 +97,7 @@ fn lite_histories_of(n: usize) -> Cow<'static, str> {
 /// Written so that SQLite opens no temporary B-tree: each one is a pager of its own, opened,
 /// filled and freed per execution, and the older form (`ORDER BY … LIMIT 1` for the newest
 /// event and the last deactivation, `IN (…)` lists for the statuses) opened four per item, a
-/// tenth of the intake writer's time in a profile (BENCHMARKS.md, 2026-12-07). So:
+/// tenth of the intake writer's time in a profile (BENCHMARKS.md, 2026-12-06). So:
 /// - "the row with the largest X" is `MAX(X)` with the row's other columns beside it (SQLite
 ///   takes them from that row), and the newest event is the largest id among the events at the
 ///   largest `occurred_at`, exactly what `ORDER BY occurred_at DESC, id DESC LIMIT 1` picked;

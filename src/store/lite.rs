@@ -151,7 +151,7 @@ impl Lite<'_> {
 ///   transaction that is rolled back whole on any error ([`begin`]'s callers), so a statement
 ///   that fails need not undo only itself. With the default (`ABORT`) SQLite must be able to,
 ///   and it keeps a statement journal of every page a multi-row insert changes: 6% of the
-///   intake writer's time in a profile (BENCHMARKS.md, 2026-12-07). A refused row still fails
+///   intake writer's time in a profile (BENCHMARKS.md, 2026-12-06). A refused row still fails
 ///   with its constraint's error. (Foreign keys, checked per statement, still make SQLite keep
 ///   one for the tables that have them; deferring them to the commit takes a
 ///   `PRAGMA defer_foreign_keys` per transaction, which expires every prepared statement: the
