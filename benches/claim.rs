@@ -64,9 +64,9 @@ async fn store_with_backlog(url: &str, backlog: usize) -> Store {
             };
             store
                 .ingest(
-                    &delivery,
-                    &[event],
-                    &Switches {
+                    delivery,
+                    vec![event],
+                    Switches {
                         reactivate_on_rehire: false,
                         reactivate_on_cancel: false,
                     },

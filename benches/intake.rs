@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, rss_mib, serve, signed, spread, wait_ready, Killed};
+use common::{free_port, proc_stat, rss_mib, serve, signed, spread, wait_ready, Killed};
 use offboard::config::SecretKey;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -77,8 +77,8 @@ fn percentile(sorted: &[Duration], p: usize) -> f64 {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-/// `c` senders back to back for `secs`: (req/s, p99 ms).
-async fn closed_loop(d: &Arc<Deliveries>, base: &str, c: usize, secs: f64) -> (f64, f64) {
+/// `c` senders back to back for `secs`: (req/s, p99 ms, deliveries answered).
+async fn closed_loop(d: &Arc<Deliveries>, base: &str, c: usize, secs: f64) -> (f64, f64, usize) {
     let http = reqwest::Client::new();
     let until = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
@@ -99,7 +99,7 @@ async fn closed_loop(d: &Arc<Deliveries>, base: &str, c: usize, secs: f64) -> (f
     let mut lat: Vec<Duration> = tasks.join_all().await.concat();
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort();
-    (lat.len() as f64 / elapsed, percentile(&lat, 99))
+    (lat.len() as f64 / elapsed, percentile(&lat, 99), lat.len())
 }
 
 /// `rate` deliveries per second for `secs`, each sent on schedule: (p50 ms, p99 ms).
@@ -215,11 +215,15 @@ async fn bench() {
         ready.as_secs_f64() * 1000.0
     );
     for &c in &levels {
-        let (mut ours, mut ceil, mut ratio, mut p99, mut ceil_p99) =
-            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut ours, mut ceil, mut ratio, mut p99, mut ceil_p99, mut cpu) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
         for _ in 0..repeats {
-            let (cr, cp) = closed_loop(&d, &ceiling_base, c, secs).await;
-            let (or, op) = closed_loop(&d, &base, c, secs).await;
+            let (cr, cp, _) = closed_loop(&d, &ceiling_base, c, secs).await;
+            let cpu_before = proc_stat(pid).0;
+            let (or, op, n) = closed_loop(&d, &base, c, secs).await;
+            // offboard's own CPU per delivery: steadier than req/s on a shared machine, so
+            // it is what two builds are compared on.
+            cpu.push((proc_stat(pid).0 - cpu_before) * 1000.0 / n.max(1) as f64);
             ours.push(or);
             ceil.push(cr);
             ratio.push(or * 100.0 / cr);
@@ -227,9 +231,10 @@ async fn bench() {
             ceil_p99.push(cp);
         }
         println!(
-            "c = {c:>3}: offboard {} req/s (p99 {} ms); ceiling {} req/s (p99 {} ms); offboard = {} % of the ceiling",
+            "c = {c:>3}: offboard {} req/s (p99 {} ms, CPU {} µs per delivery); ceiling {} req/s (p99 {} ms); offboard = {} % of the ceiling",
             spread(ours, 0),
             spread(p99, 1),
+            spread(cpu, 0),
             spread(ceil, 0),
             spread(ceil_p99, 1),
             spread(ratio, 1)

@@ -132,7 +132,7 @@ impl Application {
         let metrics = Arc::new(metrics::Metrics::new());
         let notifier = notify::Notifier::new(settings.notify.webhook_url.clone());
         let reconcile_wake = Arc::new(Notify::new());
-        let state = http::AppState {
+        let state = http::AppState::new(http::Shared {
             store: store.clone(),
             settings: settings.clone(),
             wake: wake.clone(),
@@ -143,7 +143,7 @@ impl Application {
             auth_failures: Arc::new(std::sync::Mutex::new(domain::failures::AuthFailures::new(
                 settings.server.auth_failures_per_minute,
             ))),
-        };
+        });
         let routers = http::routers(state);
         let mut servers = vec![tokio::spawn(http::serve::serve(
             listener,

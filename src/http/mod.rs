@@ -40,9 +40,28 @@ use crate::store::Store;
 use crate::worker::Health;
 pub use error::ApiError;
 
-/// Cheap handles shared by all handlers.
+/// What every handler shares, behind one `Arc`: axum clones the state for each request and
+/// each middleware layer, and a profile of intake at 16 senders spent 4% of the request threads
+/// cloning and dropping a dozen separate reference counts (shared between the cores).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles in [`AppState`].
+pub struct Shared {
     pub store: Store,
     pub settings: Arc<Settings>,
     /// Wakes the worker when new work is stored.

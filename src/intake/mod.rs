@@ -73,7 +73,7 @@ pub async fn store(
         reactivate_on_rehire: settings.lifecycle.reactivate_on_rehire,
         reactivate_on_cancel: settings.lifecycle.reactivate_on_cancel,
     };
-    Ok(store.ingest(&delivery, &rows, &switches).await?)
+    Ok(store.ingest(delivery, rows, switches).await?)
 }
 
 fn row(

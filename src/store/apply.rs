@@ -23,15 +23,14 @@ pub(super) struct Writes {
 }
 
 impl Writes {
-    fn audit(&mut self, action_id: &str, entries: &[AuditEntry]) {
-        for e in entries {
-            self.audit.push(vec![
-                action_id.into(),
-                e.at.into(),
-                e.step.as_str().into(),
-                e.detail.to_string().into(),
-            ]);
-        }
+    /// One audit row; `detail` is its JSON text.
+    fn audit(&mut self, action_id: &str, at: i64, step: Step, detail: String) {
+        self.audit.push(vec![
+            action_id.into(),
+            at.into(),
+            step.as_str().into(),
+            detail.into(),
+        ]);
     }
 
     pub(super) async fn flush<D: Db>(&mut self, tx: &mut D) -> Result<(), StoreError> {
@@ -175,24 +174,28 @@ pub(super) async fn apply<D: Db>(
             terminal.then_some(now).into(),
             (&d.id).into(),
         ]);
-        let mut detail = ev.detail.clone();
-        if let Some(newer) = &plan.stale_because_of {
-            detail["superseded_by_event"] = json!(newer);
-            detail["why"] =
-                json!("an event with a later HR timestamp was already stored for this employee");
-        }
-        if let Some(note) = &create.note {
-            detail["note"] = json!(note);
-        }
-        let mut entries = vec![AuditEntry::new(from_ms(now), Step::Received, detail)];
+        // The event's detail is written as it is, unless this plan adds to it (a copy of the
+        // JSON for every delivery was 1.5% of the intake writer's time in a profile).
+        let received = if plan.stale_because_of.is_none() && create.note.is_none() {
+            ev.detail.to_string()
+        } else {
+            let mut detail = ev.detail.clone();
+            if let Some(newer) = &plan.stale_because_of {
+                detail["superseded_by_event"] = json!(newer);
+                detail["why"] = json!(
+                    "an event with a later HR timestamp was already stored for this employee"
+                );
+            }
+            if let Some(note) = &create.note {
+                detail["note"] = json!(note);
+            }
+            detail.to_string()
+        };
+        writes.audit(&id, now, Step::Received, received);
         if terminal {
-            entries.push(AuditEntry::new(
-                from_ms(now),
-                Step::Finished,
-                json!({"status": create.status.as_str(), "reason": create.reason.map(|r| r.as_str())}),
-            ));
+            let finished = json!({"status": create.status.as_str(), "reason": create.reason.map(|r| r.as_str())});
+            writes.audit(&id, now, Step::Finished, finished.to_string());
         }
-        writes.audit(&id, &entries);
         outcome.push(format!("created {id}"));
         let runnable = matches!(create.status, Status::Pending | Status::Scheduled);
         applied.run_at = runnable.then_some(run_at);

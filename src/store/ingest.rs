@@ -63,15 +63,17 @@ impl Store {
     /// nobody is answered before the commit that holds their delivery.
     pub async fn ingest(
         &self,
-        delivery: &NewDelivery,
-        events: &[NewEvent],
-        switches: &Switches,
+        delivery: NewDelivery,
+        events: Vec<NewEvent>,
+        switches: Switches,
     ) -> Result<Ingested, StoreError> {
         let (reply, answer) = oneshot::channel();
+        // Taken by value: copying a delivery and its events' JSON for the writer was 5% of the
+        // request threads' time in a profile at 16 senders.
         let job = Job {
-            delivery: delivery.clone(),
-            events: events.to_vec(),
-            switches: switches.clone(),
+            delivery,
+            events,
+            switches,
             reply,
         };
         let stopped = || StoreError::Unavailable("the intake writer has stopped".into());
@@ -353,9 +355,9 @@ mod tests {
             delivery("dlv_other", "k3"),
         );
         let (ra, rb, rc) = tokio::join!(
-            store.ingest(&a, &[], &sw),
-            store.ingest(&b, &[], &sw),
-            store.ingest(&c, &[], &sw)
+            store.ingest(a, vec![], sw.clone()),
+            store.ingest(b, vec![], sw.clone()),
+            store.ingest(c, vec![], sw.clone())
         );
         let refused: Vec<&StoreError> = [&ra, &rb]
             .into_iter()
