@@ -176,9 +176,10 @@ fn private_file(path: &std::path::Path) -> Result<(), StoreError> {
 
 impl Store {
     /// Connects (creating a SQLite file if missing, in WAL mode). On SQLite, a delivery's commit is
-    /// fsynced before it is acknowledged (`synchronous = FULL`, which also makes every earlier
-    /// commit durable); the worker's own bookkeeping is not, because after an OS crash it is
-    /// simply redone: the pipeline reads Workfront's state before any write.
+    /// synced to disk before it is acknowledged ([`sqlite_intake`]: the WAL is `fdatasync`ed after
+    /// the commit, which also makes every earlier commit durable); the worker's own bookkeeping is
+    /// not, because after an OS crash it is simply redone: the pipeline reads Workfront's state
+    /// before any write.
     pub async fn connect(url: &SecretString, clock: Clock) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let raw = url.expose_secret();
@@ -219,7 +220,8 @@ impl Store {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             // What this pool writes (operators' changes, lease upkeep) commits
                             // without fsync, as the worker's connection does: after an OS crash
-                            // it is redone safely. Intake has its own connection, with FULL.
+                            // it is redone safely. Intake has its own connection, whose commits
+                            // are synced before their senders are answered.
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
