@@ -11,6 +11,8 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 FROM ${BUILDER_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# The build settings (the bundled SQLite's options, the linker's packed relocations).
+COPY .cargo .cargo
 # Every target the manifest declares must be present, the benchmark included.
 COPY benches benches
 COPY config config
