@@ -426,9 +426,13 @@ mod tests {
         s.finish.send(Ok(())).unwrap();
         second.await.unwrap().unwrap();
         third.await.unwrap().unwrap();
-        // Two syncs for three batches: no third sync started.
-        assert!(s.started.try_recv().is_err());
+        // Two syncs for three batches: the writer is told that nothing waits, and no third sync
+        // started.
+        tokio::time::timeout(Duration::from_secs(10), s.synced.notified())
+            .await
+            .expect("the writer is told the syncs are done");
         assert_eq!(s.unsynced.load(Ordering::Acquire), 0);
+        assert!(s.started.try_recv().is_err());
     }
 
     #[tokio::test]
