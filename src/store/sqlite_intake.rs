@@ -372,6 +372,16 @@ mod tests {
             }
         }
 
+        /// Waits, as the writer does, for the syncer's word until no batch waits for a sync.
+        /// (A word can be an earlier one: the syncer also speaks when one batch is left.)
+        async fn until_nothing_waits(&self) {
+            while self.unsynced.load(Ordering::Acquire) > 0 {
+                tokio::time::timeout(Duration::from_secs(10), self.synced.notified())
+                    .await
+                    .expect("the syncer tells the writer when batches were answered");
+            }
+        }
+
         /// Hands over one committed batch of one delivery, as the writer does.
         fn commit(&self, id: &str) -> oneshot::Receiver<Result<Ingested, StoreError>> {
             let (reply, answer) = oneshot::channel();
@@ -407,11 +417,8 @@ mod tests {
         assert!(
             matches!(second.await.unwrap(), Ok(Ingested::Duplicate { delivery_id }) if delivery_id == "d2")
         );
-        // And the writer is told that it may commit again.
-        tokio::time::timeout(Duration::from_secs(10), s.synced.notified())
-            .await
-            .expect("the writer is told the syncs are done");
-        assert_eq!(s.unsynced.load(Ordering::Acquire), 0);
+        // And the writer is told that nothing waits any more.
+        s.until_nothing_waits().await;
     }
 
     #[tokio::test]
@@ -428,10 +435,7 @@ mod tests {
         third.await.unwrap().unwrap();
         // Two syncs for three batches: the writer is told that nothing waits, and no third sync
         // started.
-        tokio::time::timeout(Duration::from_secs(10), s.synced.notified())
-            .await
-            .expect("the writer is told the syncs are done");
-        assert_eq!(s.unsynced.load(Ordering::Acquire), 0);
+        s.until_nothing_waits().await;
         assert!(s.started.try_recv().is_err());
     }
 
