@@ -266,6 +266,10 @@ fn sync_then_answer(
             for (reply, _) in answers {
                 let _ = reply.send(Err(not_durable()));
             }
+            // Release a writer waiting for this sync (it holds the write turn and an open
+            // transaction): its next hand-over then fails, and intake stops.
+            unsynced.store(0, Ordering::Release);
+            synced.notify_one();
             return;
         }
         for (reply, outcome) in answers {
@@ -440,10 +444,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_sync_refuses_what_it_covered_and_no_later_commit_is_taken() {
+    async fn a_failed_sync_refuses_what_it_covered_releases_the_writer_and_takes_no_later_commit() {
         let s = Syncer::start();
         let answer = s.commit("d1");
         s.started.recv().unwrap();
+        // A second commit waits behind the failing sync: the writer waits for the syncer now.
+        let waiting = s.commit("d2");
         s.finish
             .send(Err(std::io::Error::other("the disk went away")))
             .unwrap();
@@ -452,10 +458,14 @@ mod tests {
             matches!(&err, StoreError::Unavailable(m) if m.contains("could not be synced")),
             "{err}"
         );
+        // The writer is not left waiting for a sync that will never come.
+        s.until_nothing_waits().await;
         s.thread.join().unwrap();
+        // The batch waiting behind the failed sync is never answered as stored.
+        assert!(!matches!(waiting.await, Ok(Ok(_))));
         // The writer's next hand-over fails, which stops intake (see `run`).
         let (reply, _answer) = oneshot::channel();
-        assert!(s.batches.send(vec![(reply, duplicate("d2"))]).is_err());
+        assert!(s.batches.send(vec![(reply, duplicate("d3"))]).is_err());
     }
 
     #[test]
