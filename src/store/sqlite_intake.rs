@@ -13,9 +13,9 @@
 //!   (`synchronous = NORMAL`: SQLite writes the WAL but does not sync it at commit), and its
 //!   answers go to the syncer ([`sync_then_answer`]), which `fdatasync`s the WAL file and only
 //!   then answers everyone whose commit came before that call. The writer meanwhile stores the
-//!   next batch ([`fill_and_commit`]). Before, the writer's commit did the sync itself (`synchronous = FULL`), and at 16
-//!   senders it spent 60% of its time blocked in it (0.4-0.6 ms a sync on this machine's disk)
-//!   while the next batch waited. One sync also covers everything committed before it, so the
+//!   next batch ([`fill_and_commit`]). Before, the writer's commit did the sync itself
+//!   (`synchronous = FULL`), and at 16 senders it spent 60% of its time blocked in it (0.4-0.6 ms
+//!   a sync on this machine's disk) while the next batch waited. One sync also covers everything committed before it, so the
 //!   syncer answers every batch it found waiting at once.
 //! - Why that is as durable as `FULL`: after an OS crash SQLite recovers every transaction whose
 //!   frames, up to its commit frame, are in the WAL file on disk, and the sync came after the
@@ -245,8 +245,8 @@ fn not_durable() -> StoreError {
 }
 
 /// The syncer: waits for committed batches, syncs once for all that are waiting, then answers
-/// them, and tells the writer when fewer than two are left (it may commit again). A failed sync fails what it covered and ends
-/// the thread (see the module docs).
+/// them, and tells the writer when fewer than two are left (it may commit again). A failed sync
+/// fails what it covered and ends the thread (see the module docs).
 fn sync_then_answer(
     committed: std::sync::mpsc::Receiver<Vec<Answer>>,
     unsynced: &AtomicUsize,
