@@ -225,6 +225,9 @@ impl Store {
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
+                            let checkpoint =
+                                format!("PRAGMA wal_autocheckpoint = {}", lite::WAL_AUTOCHECKPOINT);
+                            conn.execute(checkpoint.as_str()).await?;
                             Ok(())
                         })
                     })
