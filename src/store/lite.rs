@@ -29,10 +29,10 @@ use super::StoreError;
 /// the database file and syncs that. With a mark four times higher, each hot page (the last leaf
 /// of every B-tree intake appends to) is copied once where it was copied four times, and two
 /// syncs are paid where eight were. On a day this machine's disk took 0.7 ms a sync, the writer's
-/// commit fell from 340-390 to 295-310 µs per batch at 16 senders, and intake went from a mean of
-/// 3,860 to 4,515 deliveries/s over four alternated runs (4,403 to 4,632 over three more); on a
-/// day it took 0.28 ms, 3-5% in single runs (BENCHMARKS.md). The WAL file grows to about 16 MiB
-/// (4,000 pages of 4 KiB) and keeps that size; recovery after a crash reads it once.
+/// commit fell from 340-390 to 295-310 µs per batch at 16 senders, and intake was faster in 10 of
+/// 11 alternated runs (by 8% at the median, -3% to +30%); on a day it took 0.28 ms, 3-5% in single
+/// runs (BENCHMARKS.md). The WAL file grows to about 16 MiB (4,000 pages of 4 KiB) and keeps that
+/// size; recovery after a crash reads it once.
 pub(super) const WAL_AUTOCHECKPOINT: u32 = 4000;
 
 /// Opens a connection to the database file with the store's settings; `pragmas` adds the ones
